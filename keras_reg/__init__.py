@@ -1,0 +1,10 @@
+"""keras_reg: regularization layers for CNNs and RNNs in Keras 3.
+
+Runs unchanged on the TensorFlow, PyTorch and JAX backends.
+"""
+
+__version__ = "0.1.0"
+
+from keras_reg import config, layers  # noqa: E402
+
+__all__ = ["__version__", "config", "layers"]

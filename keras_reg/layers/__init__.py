@@ -1,0 +1,16 @@
+"""The public layers of keras_reg."""
+
+from keras_reg.layers.dropout import (
+    EmbeddingDropout,
+    InvertedDropout,
+    TimeSharedDropout,
+)
+from keras_reg.layers.structured import DropBlock2D, DropPath
+
+__all__ = [
+    "DropBlock2D",
+    "DropPath",
+    "EmbeddingDropout",
+    "InvertedDropout",
+    "TimeSharedDropout",
+]

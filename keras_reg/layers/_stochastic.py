@@ -1,0 +1,101 @@
+"""The plumbing every stochastic layer and cell shares: rates, seed, state.
+
+A class lists its drop rates as `Rate()` class attributes. Each rate is a
+validated Python float for `get_config` and an integer threshold in the
+layer's `RandomState` variable, which compiled functions read: assigning
+`layer.rate = 0.3` takes effect at the next call without retracing.
+"""
+
+import numpy as np
+
+from keras_reg import _random
+from keras_reg._checks import check_rate, check_seed
+
+# The key of the random state in a layer's saved variables.
+_STATE_KEY = "keras_reg_random_state"
+
+
+class Rate:
+    """A drop-rate attribute: validated on assignment, mirrored in the state.
+
+    An invalid value raises `ValueError` and leaves the old rate in force.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        try:
+            return layer.__dict__["_rates"][self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, layer, value):
+        value = check_rate(self.name, value)
+        rates = dict(layer.__dict__.get("_rates", {}))
+        rates[self.name] = value
+        # Plain attribute: Keras' tracker must not wrap this dict.
+        object.__setattr__(layer, "_rates", rates)
+        if "seed_generator" in layer.__dict__:
+            layer._sync_thresholds()
+
+
+class Stochastic:
+    """Mixin for a `keras.layers.Layer` that draws masks.
+
+    Subclasses declare `Rate()` attributes, assign them in `__init__` after
+    `super().__init__()`, then call `self._init_random(seed)`.
+    """
+
+    @classmethod
+    def _rate_names(cls):
+        names = []
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, Rate) and name not in names:
+                    names.append(name)
+        return names
+
+    def _init_random(self, seed):
+        seed = check_seed(seed)
+        self.seed = _random.new_seed() if seed is None else seed
+        self.seed_generator = _random.RandomState(
+            self.seed, self._thresholds(), name=f"{self.name}_random_state"
+        )
+
+    def _thresholds(self):
+        """The integer thresholds of the state's slots, in slot order."""
+        return [_random.threshold(getattr(self, n)) for n in self._rate_names()]
+
+    def _sync_thresholds(self):
+        self.seed_generator.set_thresholds(self._thresholds())
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        if _STATE_KEY not in store:
+            super().load_own_variables(store)
+            return
+        own = {k: store[k] for k in store.keys() if k != _STATE_KEY}
+        super().load_own_variables(own)
+        state = np.asarray(store[_STATE_KEY]).astype("int32")
+        expected = tuple(self.seed_generator.state.shape)
+        if state.shape != expected:
+            raise ValueError(
+                f"Layer '{self.name}': the saved random state has shape "
+                f"{state.shape}, expected {expected}."
+            )
+        self.seed_generator.state.assign(state)
+        # The saved thresholds hold the rates in force when the model was
+        # saved (e.g. set by a schedule); bring the Python rates in line.
+        rates = dict(self._rates)
+        for slot, name in enumerate(self._rate_names()):
+            saved = int(state[2 + slot])
+            if saved != _random.threshold(rates[name]):
+                rates[name] = saved / _random.ONE
+        object.__setattr__(self, "_rates", rates)
+        self._sync_thresholds()
