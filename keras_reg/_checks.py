@@ -51,7 +51,7 @@ def check_axes(name, value):
     try:
         axes = tuple(value)
     except TypeError:
-        raise _invalid(name, "None, an integer or a list of integers", value)
+        raise _invalid(name, "None, an integer or a list of integers", value) from None
     if isinstance(value, str) or not all(
         isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes
     ):
@@ -73,14 +73,12 @@ def check_noise_shape(value):
     except TypeError:
         raise _invalid(
             "noise_shape", "a tuple of positive integers or None", value
-        )
+        ) from None
     for dim in shape:
         if dim is None:
             continue
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-            raise _invalid(
-                "noise_shape", "a tuple of positive integers or None", value
-            )
+            raise _invalid("noise_shape", "a tuple of positive integers or None", value)
     return tuple(None if d is None else int(d) for d in shape)
 
 

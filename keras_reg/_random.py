@@ -147,27 +147,32 @@ def _size(shape):
 
 
 def hash_bits(shape, k1, k2):
-    """The portable generator: `BITS` random bits per element, as int32.
+    """`BITS` random bits per element of `shape` (int32), from two keys."""
+    index = ops.arange(_size(shape), dtype="int32")
+    value = _mix(ops.add(_mix(ops.bitwise_xor(index, k1)), k2))
+    return ops.reshape(_shr(value, 32 - BITS), shape)
+
+
+def position_bits(shape, position):
+    """The portable generator: the bits of draw `position = [seed, counter]`.
 
     This is the reference; `keras_reg._kernels` may replace it with a faster
     backend kernel that is tested to give the same bits.
     """
-    index = ops.arange(_size(shape), dtype="int32")
-    value = _mix(ops.add(_mix(ops.bitwise_xor(index, k1)), k2))
-    return ops.reshape(_shr(value, 32 - BITS), shape)
+    return hash_bits(shape, *keys(position))
 
 
 def uniform_bits(shape, state):
     """`BITS` uniform random bits per element of `shape` (int32), one draw."""
     if config.rng() == "native":
         return keras.random.randint(shape, 0, ONE, dtype="int32", seed=state)
-    k1, k2 = keys(state.advance())
-    kernel = _kernels.hash_bits()
+    position = state.advance()
+    kernel = _kernels.position_bits()
     if kernel is not None:
-        bits = kernel(shape, k1, k2)
+        bits = kernel(shape, position)
         if bits is not None:
             return bits
-    return hash_bits(shape, k1, k2)
+    return position_bits(shape, position)
 
 
 def keep_mask(shape, state, slot=0):
@@ -190,5 +195,7 @@ def dropout(inputs, state, slot=0, noise_shape=None):
     if noise_shape is None:
         noise_shape = ops.shape(inputs)
     keep = keep_mask(noise_shape, state, slot)
-    scale = keep_scale(state, slot, inputs.dtype)
-    return ops.where(keep, ops.multiply(inputs, scale), ops.zeros_like(inputs))
+    # Scale the (possibly broadcast) mask, not the input: two full-size ops
+    # fewer. A NaN or inf input stays NaN where dropped (0 * NaN).
+    scaled_mask = ops.where(keep, keep_scale(state, slot, inputs.dtype), 0)
+    return ops.multiply(inputs, scaled_mask)

@@ -25,7 +25,7 @@ def _module():
     return _cache[backend]
 
 
-def hash_bits():
-    """The backend's `hash_bits(shape, k1, k2)` kernel, or None."""
+def position_bits():
+    """The backend's `position_bits(shape, position)` kernel, or None."""
     module = _module()
-    return getattr(module, "hash_bits", None) if module else None
+    return getattr(module, "position_bits", None) if module else None

@@ -13,9 +13,9 @@ from keras_reg import _random
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _hash_bits(shape, k1, k2):
-    return _random.hash_bits(shape, k1, k2)
+def _position_bits(shape, position):
+    return _random.position_bits(shape, position)
 
 
-def hash_bits(shape, k1, k2):
-    return _hash_bits(tuple(int(d) for d in shape), k1, k2)
+def position_bits(shape, position):
+    return _position_bits(tuple(int(d) for d in shape), position)

@@ -12,11 +12,11 @@ from keras_reg import _random
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _hash_bits(index_shape, k1, k2):
-    return _random.hash_bits(index_shape, k1, k2)
+def _position_bits(shape, position):
+    return _random.position_bits(shape, position)
 
 
-def hash_bits(shape, k1, k2):
+def position_bits(shape, position):
     if not tf.executing_eagerly():
         return None
-    return _hash_bits(tuple(int(d) for d in shape), k1, k2)
+    return _position_bits(tuple(int(d) for d in shape), position)

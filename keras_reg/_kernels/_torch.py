@@ -23,9 +23,10 @@ def _mix_(x, tmp):
     x.bitwise_xor_(tmp.bitwise_and_(0xFFFF))
 
 
-def hash_bits(shape, k1, k2):
+def position_bits(shape, position):
     shape = tuple(int(d) for d in shape)
     with torch.no_grad():
+        k1, k2 = _random.keys(position)
         x = torch.arange(math.prod(shape), dtype=torch.int32, device=k1.device)
         tmp = torch.empty_like(x)
         x.bitwise_xor_(k1)

@@ -110,7 +110,7 @@ class InvertedDropout(_MaskedDropout):
                     f"noise_shape={self.noise_shape} for input_shape="
                     f"{tuple(input_shape)}"
                 )
-            for dim, size in zip(self.noise_shape, input_shape):
+            for dim, size in zip(self.noise_shape, input_shape, strict=True):
                 if dim not in (None, 1) and size is not None and dim != size:
                     raise ValueError(
                         "Invalid value received for argument `noise_shape`. "
@@ -251,6 +251,9 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
         row_scale = ops.where(keep, _random.keep_scale(state, dtype=outputs.dtype), 0)
         row_scale = ops.take(row_scale, ops.cast(inputs, "int32"))
         return ops.multiply(outputs, ops.expand_dims(row_scale, -1))
+
+    def compute_output_spec(self, inputs, training=False):
+        return super().compute_output_spec(inputs)
 
     def get_config(self):
         config = {"rate": self.rate, "seed": self.seed}

@@ -1,0 +1,272 @@
+"""The benchmark figures. Each returns rows of `{group, figure, reference,
+target, ours_ms, ref_ms, ratio}`; `run.py` runs them once per backend.
+
+Benchmarks may import the backend (library code may not): compiled
+variants use `tf.function(jit_compile=True)` and `jax.jit` directly.
+"""
+
+import keras
+import numpy as np
+from run import interleaved
+
+import keras_reg
+from keras_reg.layers import DropBlock2D, InvertedDropout
+
+BACKEND = keras.backend.backend()
+SHAPE = (256, 4096)
+
+
+def _sync(y):
+    if BACKEND == "jax":
+        import jax
+
+        jax.block_until_ready(y)
+    return y
+
+
+def _row(group, figure, reference, target, times):
+    ours, ref = times
+    return {
+        "group": group,
+        "figure": figure,
+        "reference": reference,
+        "target": target,
+        "ours_ms": ours * 1e3,
+        "ref_ms": ref * 1e3,
+        "ratio": ours / ref,
+    }
+
+
+def _built(layer, shape):
+    layer.build(shape)
+    return layer
+
+
+def _eager_forward(layer, x, training=True):
+    return lambda: _sync(layer(x, training=training))
+
+
+def _compiled_forward(layer, x):
+    """One compiled training call of `layer`, the state threaded through."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(lambda x: layer(x, training=True), jit_compile=True)
+        return lambda: fn(x)
+    if BACKEND == "jax":
+        import jax
+
+        trainable = [v.value for v in layer.trainable_variables]
+        state = [[v.value for v in layer.non_trainable_variables]]
+
+        @jax.jit
+        def fn(state, x):
+            return layer.stateless_call(trainable, state, x, training=True)
+
+        def step():
+            y, state[0] = fn(state[0], x)
+            return _sync(y)
+
+        return step
+    return None
+
+
+def _compiled_forward_backward(layer, x):
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def fn(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y)
+            return tape.gradient(loss, x)
+
+        return lambda: fn(x)
+    if BACKEND == "jax":
+        import jax
+
+        state = [[v.value for v in layer.non_trainable_variables]]
+
+        def loss(x, state):
+            y, new_state = layer.stateless_call([], state, x, training=True)
+            return y.sum(), new_state
+
+        grad = jax.jit(jax.grad(loss, has_aux=True))
+
+        def step():
+            g, state[0] = grad(x, state[0])
+            return _sync(g)
+
+        return step
+    if BACKEND == "torch":
+        import torch
+
+        leaf = torch.ones(SHAPE, requires_grad=True)
+
+        def step():
+            layer(leaf, training=True).sum().backward()
+            leaf.grad = None
+
+        return step
+    return None
+
+
+def dropout_vs_keras():
+    """Issue 3: InvertedDropout against keras.layers.Dropout."""
+    x = keras.ops.ones(SHAPE)
+    group = "InvertedDropout vs keras.layers.Dropout, (256, 4096), rate 0.5"
+    rows = []
+    for mode in ("portable", "native"):
+        keras_reg.config.set_rng(mode)
+        ours = _built(InvertedDropout(0.5, seed=1), SHAPE)
+        ref = _built(keras.layers.Dropout(0.5), SHAPE)
+        ref_seeded = _built(keras.layers.Dropout(0.5, seed=1), SHAPE)
+        rows.append(
+            _row(
+                group,
+                f"train forward, eager, {mode}",
+                "Dropout(0.5)",
+                "<= 1.05",
+                interleaved(_eager_forward(ours, x), _eager_forward(ref, x)),
+            )
+        )
+        rows.append(
+            _row(
+                group,
+                f"train forward, eager, {mode}",
+                "Dropout(0.5, seed=1)",
+                "<= 1.05",
+                interleaved(_eager_forward(ours, x), _eager_forward(ref_seeded, x)),
+            )
+        )
+        compiled = _compiled_forward(ours, x)
+        if compiled is not None:
+            rows.append(
+                _row(
+                    group,
+                    f"train forward, compiled, {mode}",
+                    "Dropout(0.5)",
+                    "<= 1.05",
+                    interleaved(compiled, _compiled_forward(ref, x)),
+                )
+            )
+        grad = _compiled_forward_backward(ours, x)
+        if grad is not None:
+            how = "eager" if BACKEND == "torch" else "compiled"
+            rows.append(
+                _row(
+                    group,
+                    f"train forward+backward, {how}, {mode}",
+                    "Dropout(0.5)",
+                    "<= 1.05",
+                    interleaved(grad, _compiled_forward_backward(ref, x)),
+                )
+            )
+    keras_reg.config.set_rng("portable")
+    ours = _built(InvertedDropout(0.5, seed=1), SHAPE)
+    identity = _built(keras.layers.Identity(), SHAPE)
+    rows.append(
+        _row(
+            group,
+            "inference (training=False)",
+            "Identity layer",
+            "<= 1.02",
+            interleaved(
+                _eager_forward(ours, x, training=False),
+                _eager_forward(identity, x, training=False),
+                repeats=200,
+            ),
+        )
+    )
+    return rows
+
+
+def portable_vs_native():
+    """Issue 10: the portable generator against keras.random."""
+    group = "portable / native (keras.random) mask generation"
+    x = keras.ops.ones(SHAPE)
+    rows = []
+
+    def layer_in(mode):
+        keras_reg.config.set_rng(mode)
+        return _built(InvertedDropout(0.5, seed=1), SHAPE)
+
+    def moded(mode, fn):
+        def call():
+            keras_reg.config.set_rng(mode)
+            return fn()
+
+        return call
+
+    portable, native = layer_in("portable"), layer_in("native")
+    rows.append(
+        _row(
+            group,
+            "InvertedDropout call, eager",
+            "same, native",
+            "<= 1.5",
+            interleaved(
+                moded("portable", _eager_forward(portable, x)),
+                moded("native", _eager_forward(native, x)),
+            ),
+        )
+    )
+    keras_reg.config.set_rng("portable")
+    compiled_portable = _compiled_forward(portable, x)
+    keras_reg.config.set_rng("native")
+    compiled_native = _compiled_forward(native, x)
+    if compiled_portable is not None:
+        # Trace each in its own mode, then time.
+        keras_reg.config.set_rng("portable")
+        compiled_portable()
+        keras_reg.config.set_rng("native")
+        compiled_native()
+        rows.append(
+            _row(
+                group,
+                "InvertedDropout call, compiled",
+                "same, native",
+                "<= 1.5",
+                interleaved(compiled_portable, compiled_native),
+            )
+        )
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(64, 16, 16, 8)).astype("float32")
+    labels = rng.integers(0, 10, size=(64,))
+
+    def cnn(mode):
+        keras_reg.config.set_rng(mode)
+        inputs = keras.Input((16, 16, 8))
+        h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
+        h = DropBlock2D(0.1, 3, seed=1)(h)
+        h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        h = InvertedDropout(0.3, seed=2)(h)
+        model = keras.Model(inputs, keras.layers.Dense(10)(h))
+        model.compile(
+            optimizer="sgd",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.train_on_batch(images, labels)  # trace in this mode
+        return moded(mode, lambda: model.train_on_batch(images, labels))
+
+    rows.append(
+        _row(
+            group,
+            "CNN train step (DropBlock2D + InvertedDropout), B=64",
+            "same, native",
+            "<= 1.05",
+            interleaved(cnn("portable"), cnn("native"), repeats=20),
+        )
+    )
+    keras_reg.config.set_rng("portable")
+    return rows
+
+
+FIGURES = {
+    "dropout": dropout_vs_keras,
+    "portable": portable_vs_native,
+}

@@ -1,0 +1,129 @@
+"""Run under another KERAS_BACKEND by the cross-backend tests.
+
+python tests/backend_worker.py masks OUT.npz
+    masks from every dropout-family layer (three successive eager calls
+    each) and the weights of a small model after three `fit` steps from
+    fixed weights.
+python tests/backend_worker.py resume MODEL.keras OUT.npz
+    loads a model saved mid-training on another backend (compile=False,
+    then compiled again), trains one more epoch, saves its weights.
+python tests/backend_worker.py resume-compiled MODEL.keras OUT.npz
+    the same without the workaround: load the compiled model as saved.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras_reg  # noqa: E402
+from keras_reg import layers  # noqa: E402
+
+
+def layer_outputs():
+    ones3 = np.ones((8, 5, 16), "float32")
+    ones4 = np.ones((4, 9, 11, 3), "float32")
+    cases = {
+        "inverted": (layers.InvertedDropout(0.3, seed=11), ones3),
+        "inverted_shared": (
+            layers.InvertedDropout(0.5, shared_axes=[1], seed=12),
+            ones3,
+        ),
+        "time_shared": (layers.TimeSharedDropout(0.4, seed=13), ones3),
+        "embedding": (
+            layers.EmbeddingDropout(40, 2, 0.5, seed=14, embeddings_initializer="ones"),
+            np.arange(40, dtype="int32").reshape(2, 20),
+        ),
+        "dropblock": (layers.DropBlock2D(0.3, 3, seed=15), ones4),
+        "droppath": (layers.DropPath(0.5, seed=16), ones3),
+    }
+    out = {}
+    for name, (layer, x) in cases.items():
+        for call in range(3):
+            out[f"{name}_{call}"] = keras.ops.convert_to_numpy(layer(x, training=True))
+    return out
+
+
+def trained_weights(jit_compile):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(16, activation="tanh", name="hidden")(inputs)
+    h = layers.InvertedDropout(0.5, seed=3)(h)
+    outputs = keras.layers.Dense(1, name="out")(h)
+    model = keras.Model(inputs, outputs)
+    weights = [rng.normal(size=w.shape).astype("float32") * 0.3 for w in model.weights]
+    model.set_weights(weights)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit_compile
+    )
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, steps_per_epoch=3)
+    return {f"fit_w{i}": w for i, w in enumerate(model.get_weights())}
+
+
+def resume_data():
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, 50, size=(24, 6)).astype("int32")
+    target = rng.normal(size=(24, 1)).astype("float32")
+    return ids, target
+
+
+def resume_model():
+    """A functional model with every dropout-family layer, fixed weights."""
+    inputs = keras.Input((6,), dtype="int32")
+    x = layers.EmbeddingDropout(50, 8, 0.2, seed=1)(inputs)
+    x = layers.TimeSharedDropout(0.3, seed=2)(x)
+    branch = keras.layers.Dense(8, activation="tanh")(x)
+    x = x + layers.DropPath(0.25, seed=3)(branch)
+    x = keras.layers.Reshape((6, 8, 1))(x)
+    x = layers.DropBlock2D(0.2, 2, seed=4)(x)
+    x = keras.layers.Flatten()(x)
+    x = layers.InvertedDropout(0.4, seed=5)(x)
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    rng = np.random.default_rng(2)
+    model.set_weights(
+        [rng.normal(size=w.shape).astype("float32") * 0.2 for w in model.weights]
+    )
+    return model
+
+
+def compile_for_resume(model):
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+
+
+def train_epoch(model):
+    ids, target = resume_data()
+    model.fit(ids, target, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+
+def main(argv):
+    assert keras_reg.config.rng() == "portable"
+    mode, *paths = argv
+    if mode == "masks":
+        results = layer_outputs()
+        results.update(trained_weights(jit_compile="auto"))
+    elif mode == "resume":
+        model = keras.saving.load_model(paths[0], compile=False)
+        compile_for_resume(model)
+        train_epoch(model)
+        results = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    elif mode == "resume-compiled":
+        model = keras.saving.load_model(paths[0])
+        try:
+            train_epoch(model)
+            results = {"error": ""}
+        except Exception as error:  # the outcome is the result
+            results = {"error": f"{type(error).__name__}: {error}"[:500]}
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    np.savez(paths[-1], backend=keras.backend.backend(), **results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

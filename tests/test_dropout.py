@@ -1,0 +1,341 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_reg
+from keras_reg.layers import EmbeddingDropout, InvertedDropout, TimeSharedDropout
+from tests.helpers import run_layer_test, to_numpy
+
+BACKEND = keras.backend.backend()
+
+
+def six_sigma(p, n):
+    return 6.0 * math.sqrt(p * (1.0 - p) / n)
+
+
+# --- the layer contract ------------------------------------------------------
+
+
+def test_inverted_dropout_layer_contract(tmp_path):
+    run_layer_test(
+        InvertedDropout,
+        {"rate": 0.3, "noise_shape": None, "shared_axes": [1], "seed": 7},
+        input_shape=(4, 5, 6),
+        tmp_path=tmp_path,
+    )
+
+
+def test_time_shared_dropout_layer_contract(tmp_path):
+    run_layer_test(
+        TimeSharedDropout, {"rate": 0.4, "seed": 3}, (4, 5, 6), tmp_path=tmp_path
+    )
+
+
+def test_embedding_dropout_layer_contract(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 20, size=(4, 7)).astype("int32")
+    run_layer_test(
+        EmbeddingDropout,
+        {"input_dim": 20, "output_dim": 3, "rate": 0.25, "seed": 5, "mask_zero": True},
+        input_shape=(4, 7),
+        input_dtype="int32",
+        expected_output_shape=(4, 7, 3),
+        input_data=ids,
+        tmp_path=tmp_path,
+    )
+
+
+# --- validation --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), "0.5", None, True])
+def test_bad_rate_raises_naming_argument_and_value(rate):
+    with pytest.raises(ValueError, match=r"`rate`.*Received: rate="):
+        InvertedDropout(rate)
+    with pytest.raises(ValueError, match=r"`rate`"):
+        TimeSharedDropout(rate)
+    with pytest.raises(ValueError, match=r"`rate`"):
+        EmbeddingDropout(10, 2, rate)
+
+
+def test_rate_message_in_keras_wording():
+    with pytest.raises(ValueError) as info:
+        InvertedDropout(1.5)
+    assert str(info.value) == (
+        "Invalid value received for argument `rate`. Expected a float in "
+        "[0, 1). Received: rate=1.5"
+    )
+
+
+def test_invalid_rate_assignment_keeps_old_rate():
+    layer = InvertedDropout(0.3, seed=1)
+    with pytest.raises(ValueError, match="rate=2.0"):
+        layer.rate = 2.0
+    assert layer.rate == 0.3
+    x = np.ones((200, 500), "float32")
+    dropped = np.mean(to_numpy(layer(x, training=True)) == 0)
+    assert abs(dropped - 0.3) < six_sigma(0.3, x.size)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"shared_axes": "1"}, "shared_axes"),
+        ({"shared_axes": [1, 1]}, "shared_axes"),
+        ({"shared_axes": [1.0]}, "shared_axes"),
+        ({"noise_shape": (2, 0)}, "noise_shape"),
+        ({"noise_shape": "2,1"}, "noise_shape"),
+        ({"noise_shape": 3}, "noise_shape"),
+        ({"seed": "1"}, "seed"),
+        ({"seed": 1.5}, "seed"),
+    ],
+)
+def test_bad_arguments_raise_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InvertedDropout(0.5, **kwargs)
+
+
+def test_shape_errors_raise_at_build():
+    with pytest.raises(ValueError, match="shared_axes"):
+        InvertedDropout(0.5, shared_axes=[3])(keras.Input((4, 5)))
+    with pytest.raises(ValueError, match="noise_shape"):
+        InvertedDropout(0.5, noise_shape=(None, 1))(keras.Input((4, 5)))
+    with pytest.raises(ValueError, match="noise_shape"):
+        InvertedDropout(0.5, noise_shape=(None, 3, 1))(keras.Input((4, 5)))
+    with pytest.raises(ValueError, match="rank 3"):
+        TimeSharedDropout(0.5)(keras.Input((4,)))
+
+
+def test_integer_inputs_raise_type_error():
+    with pytest.raises(TypeError, match="floating-point"):
+        InvertedDropout(0.5)(np.ones((2, 3), "int32"), training=True)
+
+
+# --- behaviour ---------------------------------------------------------------
+
+
+def test_seed_example_scaling_keeps_eight_expectation_four():
+    # The seed document: x = 4 at rate 0.5 keeps 8, and the mean stays 4.
+    layer = InvertedDropout(0.5, seed=0)
+    y = to_numpy(layer(np.full((1000, 1000), 4.0, "float32"), training=True))
+    assert set(np.unique(y)) == {0.0, 8.0}
+    assert abs(y.mean() - 4.0) < 8.0 * six_sigma(0.5, y.size)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_drop_fraction_within_six_sigma(rate):
+    x = np.ones((500, 2000), "float32")
+    y = to_numpy(InvertedDropout(rate, seed=11)(x, training=True))
+    assert abs(np.mean(y == 0) - rate) < six_sigma(rate, x.size)
+
+
+def test_drop_fraction_within_six_sigma_native(native_rng):
+    x = np.ones((500, 2000), "float32")
+    y = to_numpy(InvertedDropout(0.3, seed=11)(x, training=True))
+    assert abs(np.mean(y == 0) - 0.3) < six_sigma(0.3, x.size)
+
+
+def test_kept_values_are_exactly_x_over_keep_probability():
+    x = np.random.default_rng(1).normal(size=(64, 256)).astype("float32")
+    y = to_numpy(InvertedDropout(0.3, seed=2)(x, training=True))
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-6)
+    assert np.all(y[~kept] == 0)
+
+
+def test_input_unchanged_in_inference():
+    x = np.random.default_rng(1).normal(size=(8, 16)).astype("float32")
+    layer = InvertedDropout(0.9, seed=1)
+    np.testing.assert_array_equal(to_numpy(layer(x)), x)
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
+    model = keras.Sequential([keras.Input((16,)), layer])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)
+
+
+def test_inference_does_not_advance_the_stream():
+    layer = InvertedDropout(0.5, seed=1)
+    x = np.ones((4, 4), "float32")
+    layer(x)
+    assert int(to_numpy(layer.seed_generator.state)[1]) == 0
+
+
+def test_rate_zero_is_identity_in_training():
+    x = np.random.default_rng(1).normal(size=(8, 16)).astype("float32")
+    np.testing.assert_array_equal(
+        to_numpy(InvertedDropout(0.0, seed=1)(x, training=True)), x
+    )
+
+
+def test_same_seed_same_masks_successive_calls_differ():
+    x = np.ones((32, 64), "float32")
+    a, b = InvertedDropout(0.5, seed=4), InvertedDropout(0.5, seed=4)
+    a1, a2 = to_numpy(a(x, training=True)), to_numpy(a(x, training=True))
+    b1, b2 = to_numpy(b(x, training=True)), to_numpy(b(x, training=True))
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)
+    assert np.mean(a1 != a2) > 0.4  # two independent masks differ at ~half
+    c1 = to_numpy(InvertedDropout(0.5, seed=5)(x, training=True))
+    assert np.mean(a1 != c1) > 0.4
+
+
+def test_seed_none_draws_one_seed_and_keeps_it_in_config():
+    layer = InvertedDropout(0.5)
+    assert isinstance(layer.seed, int)
+    clone = InvertedDropout.from_config(layer.get_config())
+    x = np.ones((16, 16), "float32")
+    np.testing.assert_array_equal(
+        to_numpy(layer(x, training=True)), to_numpy(clone(x, training=True))
+    )
+
+
+def test_shared_axes_share_one_mask_value():
+    x = np.ones((64, 10, 12), "float32")
+    y = to_numpy(InvertedDropout(0.5, shared_axes=[1], seed=3)(x, training=True))
+    assert np.all(y == y[:, :1, :])  # identical across time
+    assert np.mean(y[0] != y[1]) > 0.3  # independent across samples
+
+
+def test_noise_shape_with_none_entries():
+    x = np.ones((6, 5, 4), "float32")
+    layer = InvertedDropout(0.5, noise_shape=(None, 1, None), seed=3)
+    y = to_numpy(layer(x, training=True))
+    assert np.all(y == y[:, :1, :])
+
+
+def test_time_shared_mask_identical_across_time_independent_across_samples():
+    x = np.ones((4000, 20, 8), "float32")
+    y = to_numpy(TimeSharedDropout(0.4, seed=9)(x, training=True))
+    assert np.all(y == y[:, :1, :])
+    first = y[:, 0, :] == 0
+    assert abs(first.mean() - 0.4) < six_sigma(0.4, first.size)
+    # Samples are independent: the agreement of two samples' masks is
+    # p^2 + (1-p)^2 on average.
+    agree = np.mean(first[0::2] == first[1::2])
+    expected = 0.4**2 + 0.6**2
+    assert abs(agree - expected) < six_sigma(expected, first[0::2].size)
+
+
+def test_time_shared_dropout_passes_masks_through():
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
+    x = TimeSharedDropout(0.5, seed=1)(x)
+    mask = x._keras_mask if hasattr(x, "_keras_mask") else None
+    assert mask is not None
+
+
+def test_embedding_dropout_drops_whole_word_types():
+    layer = EmbeddingDropout(50, 8, 0.5, seed=3)
+    ids = np.tile(np.arange(50), (20, 1)).astype("int32")  # every word, 20x
+    y = to_numpy(layer(ids, training=True))
+    base = to_numpy(layer.embeddings)
+    dropped_rows = np.all(y == 0, axis=-1)
+    # One decision per word type for the whole batch.
+    assert np.all(dropped_rows == dropped_rows[:1])
+    kept = ~dropped_rows[0]
+    np.testing.assert_allclose(y[0][kept], base[kept] / 0.5, rtol=1e-6)
+    assert 0 < kept.sum() < 50
+
+
+def test_embedding_dropout_word_type_fraction_within_six_sigma():
+    layer = EmbeddingDropout(100_000, 1, 0.3, seed=3, embeddings_initializer="ones")
+    y = to_numpy(layer(np.arange(100_000)[None], training=True))
+    assert abs(np.mean(y == 0) - 0.3) < six_sigma(0.3, 100_000)
+
+
+def test_embedding_dropout_inference_is_plain_embedding():
+    layer = EmbeddingDropout(10, 4, 0.5, seed=3)
+    ids = np.array([[1, 2, 3]])
+    np.testing.assert_array_equal(to_numpy(layer(ids)), to_numpy(layer.embeddings)[ids])
+
+
+def test_rate_near_one_gives_finite_gradients():
+    layer = InvertedDropout(0.999, seed=1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4), layer])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 4), "float32")
+    history = model.fit(x, x, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    for w in model.get_weights():
+        assert np.all(np.isfinite(w))
+
+
+# --- rates that change during fit ----------------------------------------------
+
+
+class _TraceCounter(InvertedDropout):
+    traces = 0
+
+    def call(self, inputs, training=False):
+        type(self).traces += 1
+        return super().call(inputs, training=training)
+
+
+def _zero_fraction(y_true, y_pred):
+    return ops.mean(ops.cast(ops.equal(y_pred, 0.0), "float32"))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_rate_assigned_between_epochs_takes_effect_without_retracing(jit_compile):
+    if jit_compile and BACKEND == "torch":
+        pytest.skip("torch.compile is covered in test_jit_compile_fit")
+    units = 4000
+    dropout = _TraceCounter(0.5, seed=1)
+    inputs = keras.Input((units,))
+    hidden = keras.layers.Dense(
+        units, kernel_initializer="zeros", bias_initializer="ones"
+    )(inputs)
+    model = keras.Model(inputs, dropout(hidden))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        loss="mse",
+        metrics=[_zero_fraction],
+        jit_compile=jit_compile,
+    )
+    rates = {0: 0.5, 1: 0.1, 2: 0.8}
+    traces = []
+
+    class SetRate(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            dropout.rate = rates[epoch]
+            traces.append(_TraceCounter.traces)
+
+    x = np.zeros((32, units), "float32")
+    history = model.fit(
+        x, x, batch_size=8, epochs=3, verbose=0, callbacks=[SetRate()], shuffle=False
+    )
+    observed = history.history["_zero_fraction"]
+    for epoch, rate in rates.items():
+        assert abs(observed[epoch] - rate) < six_sigma(rate, 32 * units), (
+            epoch,
+            observed,
+        )
+    # A compiled step calls the layer's Python only when it traces (torch,
+    # and JAX without jit_compile, run the step eagerly, batch by batch).
+    if BACKEND == "tensorflow" or jit_compile:
+        assert traces[1] == traces[2], "the rate change retraced the step"
+
+
+def test_jit_compile_fit():
+    if BACKEND == "torch":
+        pytest.importorskip("torch._dynamo")
+    model = keras.Sequential(
+        [
+            keras.Input((6, 8)),
+            InvertedDropout(0.2, seed=1),
+            TimeSharedDropout(0.2, seed=2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    x = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
+    history = model.fit(x, x[:, 0, :1], epochs=2, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_public_rate_is_python_float():
+    layer = InvertedDropout(0.25)
+    assert isinstance(layer.rate, float) and layer.rate == 0.25
+    assert keras_reg.layers.InvertedDropout is InvertedDropout

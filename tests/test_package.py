@@ -1,0 +1,44 @@
+"""Packaging facts: the exported names and the changelog's version."""
+
+import pathlib
+import re
+
+import keras
+
+import keras_reg
+import keras_reg.layers
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_layers_all_is_sorted_and_complete():
+    names = keras_reg.layers.__all__
+    assert names == sorted(names)
+    public = {
+        name
+        for name, value in vars(keras_reg.layers).items()
+        if isinstance(value, type) and not name.startswith("_")
+    }
+    assert public == set(names)
+
+
+def test_every_public_layer_is_registered_under_keras_reg():
+    for name in keras_reg.layers.__all__:
+        cls = getattr(keras_reg.layers, name)
+        assert keras.saving.get_registered_name(cls) == f"keras_reg>{name}"
+        assert keras.saving.get_registered_object(f"keras_reg>{name}") is cls
+
+
+def test_changelog_top_release_is_the_package_version():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in text
+    released = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", text, flags=re.M)
+    assert released and released[0] == keras_reg.__version__
+
+
+def test_version_is_declared_once():
+    assert re.fullmatch(r"\d+\.\d+\.\d+", keras_reg.__version__)
+    assert (
+        "version ="
+        not in (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[")[0]
+    )
