@@ -167,6 +167,20 @@ def dropout_vs_keras():
     keras_reg.config.set_rng("portable")
     ours = _built(InvertedDropout(0.5, seed=1), SHAPE)
     identity = _built(keras.layers.Identity(), SHAPE)
+    keras_dropout = _built(keras.layers.Dropout(0.5), SHAPE)
+    rows.append(
+        _row(
+            group,
+            "inference (training=False)",
+            "Dropout(0.5), inference",
+            "<= 1.02",
+            interleaved(
+                _eager_forward(ours, x, training=False),
+                _eager_forward(keras_dropout, x, training=False),
+                repeats=200,
+            ),
+        )
+    )
     rows.append(
         _row(
             group,
