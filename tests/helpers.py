@@ -8,6 +8,7 @@ precision.
 """
 
 import json
+import math
 import os
 
 import keras
@@ -17,6 +18,11 @@ from keras import ops
 
 def to_numpy(x):
     return ops.convert_to_numpy(x)
+
+
+def six_sigma(p, n):
+    """Six standard deviations of a fraction of `n` Bernoulli(p) draws."""
+    return 6.0 * math.sqrt(p * (1.0 - p) / n)
 
 
 def run_layer_test(

@@ -1,5 +1,3 @@
-import math
-
 import keras
 import numpy as np
 import pytest
@@ -7,12 +5,9 @@ from keras import ops
 
 from keras_reg.callbacks import DropoutScheduler, early_dropout, linear_ramp
 from keras_reg.layers import InvertedDropout, TimeSharedDropout
+from tests.helpers import six_sigma
 
 UNITS = 4000
-
-
-def six_sigma(p, n):
-    return 6.0 * math.sqrt(p * (1.0 - p) / n)
 
 
 def _zero_fraction(y_true, y_pred):

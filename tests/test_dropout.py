@@ -1,5 +1,3 @@
-import math
-
 import keras
 import numpy as np
 import pytest
@@ -7,13 +5,9 @@ from keras import ops
 
 import keras_reg
 from keras_reg.layers import EmbeddingDropout, InvertedDropout, TimeSharedDropout
-from tests.helpers import run_layer_test, to_numpy
+from tests.helpers import run_layer_test, six_sigma, to_numpy
 
 BACKEND = keras.backend.backend()
-
-
-def six_sigma(p, n):
-    return 6.0 * math.sqrt(p * (1.0 - p) / n)
 
 
 # --- the layer contract ------------------------------------------------------

@@ -12,13 +12,10 @@ from keras import ops
 
 import keras_reg
 from keras_reg import _kernels, _random
+from tests.helpers import six_sigma
 
 BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def six_sigma(p, n):
-    return 6.0 * math.sqrt(p * (1.0 - p) / n)
 
 
 def position(seed, counter):

@@ -1,16 +1,10 @@
-import math
-
 import keras
 import numpy as np
 import pytest
 
 from keras_reg.layers import DropBlock2D, DropPath
 from keras_reg.layers.structured import center_probability
-from tests.helpers import run_layer_test, to_numpy
-
-
-def six_sigma(p, n):
-    return 6.0 * math.sqrt(p * (1.0 - p) / n)
+from tests.helpers import run_layer_test, six_sigma, to_numpy
 
 
 def test_dropblock_layer_contract(tmp_path):
