@@ -153,3 +153,9 @@ def test_droppath_inference_is_identity_and_rank_checked():
     np.testing.assert_array_equal(to_numpy(DropPath(0.5)(x)), x)
     with pytest.raises(ValueError, match="rate"):
         DropPath(-0.5)
+
+
+def test_droppath_needs_a_batch_axis():
+    layer = DropPath(0.5)
+    with pytest.raises(ValueError, match="batch axis"):
+        layer.build(())

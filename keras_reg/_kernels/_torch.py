@@ -2,7 +2,7 @@
 
 Eager torch runs one kernel per op and allocates a tensor for each result;
 doing the same arithmetic in place on one buffer roughly halves the time of
-a mask draw. The bits are identical to `keras_reg._random.hash_bits`.
+a mask draw. The bits are identical to `keras_reg._random.position_bits`.
 """
 
 import math

@@ -224,7 +224,11 @@ class DropPath(_MaskedDropout):
     """
 
     def build(self, input_shape):
-        check_rank(self, input_shape, set(range(1, 9)), "batch first")
+        if len(input_shape) < 1:
+            raise ValueError(
+                f"Layer '{self.name}' (DropPath) expects inputs with a batch "
+                f"axis. Received: input_shape={tuple(input_shape)}"
+            )
         super().build(input_shape)
 
     def _noise_shape(self, inputs):
