@@ -5,6 +5,7 @@ from keras_reg.layers.dropout import (
     InvertedDropout,
     TimeSharedDropout,
 )
+from keras_reg.layers.rnn.lstm import VariationalLSTM, VariationalLSTMCell
 from keras_reg.layers.structured import DropBlock2D, DropPath
 
 __all__ = [
@@ -13,4 +14,6 @@ __all__ = [
     "EmbeddingDropout",
     "InvertedDropout",
     "TimeSharedDropout",
+    "VariationalLSTM",
+    "VariationalLSTMCell",
 ]

@@ -34,11 +34,14 @@ class Rate:
 
     def __set__(self, layer, value):
         value = check_rate(self.name, value)
+        state = layer.__dict__.get("seed_generator")
+        if isinstance(state, _random.RandomState):
+            layer._check_rate_change(self.name, value)
         rates = dict(layer.__dict__.get("_rates", {}))
         rates[self.name] = value
         # Plain attribute: Keras' tracker must not wrap this dict.
         object.__setattr__(layer, "_rates", rates)
-        if "seed_generator" in layer.__dict__:
+        if isinstance(state, _random.RandomState):
             layer._sync_thresholds()
 
 
@@ -64,6 +67,12 @@ class Stochastic:
         self.seed_generator = _random.RandomState(
             self.seed, self._thresholds(), name=f"{self.name}_random_state"
         )
+
+    def _check_rate_change(self, name, value):
+        """Raises if `name` cannot take `value` after construction."""
+
+    def _slot(self, name):
+        return self._rate_names().index(name)
 
     def _thresholds(self):
         """The integer thresholds of the state's slots, in slot order."""

@@ -1,0 +1,1 @@
+"""Recurrent cells and sequence layers (one file per cell type)."""

@@ -1,0 +1,276 @@
+"""What every shared-mask recurrent cell and sequence layer has in common.
+
+A cell type's file holds its equations (`_project` for the input side,
+`_step` for one recurrent step); this module holds the regularization that
+wraps them: which masks exist, their shapes, when they are drawn, and the
+sequence-layer loop that hoists the input projection out of the time loop.
+
+Masks, all drawn through `keras_reg._random` before the loop (so the loop is
+stateless and traces under JAX):
+
+- input (`dropout`): `(gates, batch, features)`, shared by all steps; or
+  `(steps, gates, batch, features)` with `share_input_mask=False`.
+- recurrent (`recurrent_dropout`): `(gates, batch, units)`, shared by all
+  steps. `gates` is 1 unless `per_gate_masks=True`.
+- output (`output_dropout`): `(batch, units)` on the emitted output only.
+- weight drop (`weight_dropout`): the recurrent kernel's shape, one mask per
+  call for the whole batch and all steps.
+- zoneout: `(steps, batch, state units)`, fresh at every step.
+"""
+
+import keras
+from keras import ops
+
+from keras_reg import _random
+from keras_reg.layers._stochastic import Rate, Stochastic
+
+REGULARIZERS = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout")
+
+
+class VariationalCell(Stochastic):
+    """Mixin for a Keras cell: shared-mask dropout, weight drop, zoneout.
+
+    The host cell class sets `_gates` (how many gate blocks its kernels
+    hold) and implements `_project(inputs, input_mask)`, returning the input
+    side of the pre-activations, and `_step(xw, states, recurrent_mask,
+    recurrent_kernel)`, returning `(h, new_states)`.
+    """
+
+    dropout = Rate()
+    recurrent_dropout = Rate()
+    output_dropout = Rate()
+    weight_dropout = Rate()
+    zoneout = Rate()
+    _gates = 1
+
+    def _init_variational(
+        self,
+        dropout,
+        recurrent_dropout,
+        output_dropout,
+        weight_dropout,
+        zoneout,
+        per_gate_masks,
+        share_input_mask,
+        seed,
+    ):
+        self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
+        self.output_dropout = output_dropout
+        self.weight_dropout = weight_dropout
+        self.zoneout = zoneout
+        for name, value in (
+            ("per_gate_masks", per_gate_masks),
+            ("share_input_mask", share_input_mask),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"Invalid value received for argument `{name}`. Expected "
+                    f"a bool. Received: {name}={value!r}"
+                )
+        self.per_gate_masks = per_gate_masks
+        self.share_input_mask = share_input_mask
+        # A regularizer that is 0 at construction is left out of the graph
+        # (it costs nothing); one that is positive can be rescheduled freely.
+        object.__setattr__(
+            self,
+            "_active",
+            {n: getattr(self, n) > 0 for n in (*REGULARIZERS, "zoneout")},
+        )
+        object.__setattr__(self, "_masks", None)
+        object.__setattr__(self, "_driven", False)
+        self._init_random(seed)
+
+    def _check_rate_change(self, name, value):
+        if value > 0 and not self._active.get(name, True):
+            raise ValueError(
+                f"Invalid value received for argument `{name}`: {value}. The "
+                f"cell was built with {name}=0, so that regularizer is not part "
+                f"of its computation. Construct the cell with a positive "
+                f"`{name}` to change it during training."
+            )
+
+    # --- masks ---------------------------------------------------------------
+
+    def _scaled_mask(self, name, shape, dtype):
+        state, slot = self.seed_generator, self._slot(name)
+        keep = _random.keep_mask(shape, state, slot)
+        return ops.where(keep, _random.keep_scale(state, slot, dtype), 0)
+
+    def _draw_masks(self, batch, features, dtype, steps=None):
+        """Draws every mask of one training call."""
+        gates = self._gates if self.per_gate_masks else 1
+        masks = {}
+        # Per-step masks need the number of steps; without it (inside
+        # `keras.layers.RNN`) they are left out and `call` says so.
+        per_step = steps is not None
+        if self._active["dropout"] and (self.share_input_mask or per_step):
+            shape = (gates, batch, features)
+            if not self.share_input_mask:
+                shape = (steps, *shape)
+            masks["input"] = self._scaled_mask("dropout", shape, dtype)
+        if self._active["recurrent_dropout"]:
+            masks["recurrent"] = self._scaled_mask(
+                "recurrent_dropout", (gates, batch, self.units), dtype
+            )
+        if self._active["output_dropout"]:
+            masks["output"] = self._scaled_mask(
+                "output_dropout", (batch, self.units), dtype
+            )
+        if self._active["weight_dropout"]:
+            kernel = self.recurrent_kernel
+            masks["recurrent_kernel"] = ops.multiply(
+                ops.cast(kernel, dtype),
+                self._scaled_mask("weight_dropout", tuple(kernel.shape), dtype),
+            )
+        if self._active["zoneout"] and per_step:
+            state_units = self.units * len(self.state_size_list())
+            keep_new = _random.keep_mask(
+                (steps, batch, state_units), self.seed_generator, self._slot("zoneout")
+            )
+            masks["zoneout"] = ops.cast(keep_new, dtype)
+        return masks
+
+    def _per_step_masks(self):
+        return self._active["zoneout"] or (
+            self._active["dropout"] and not self.share_input_mask
+        )
+
+    def _need_steps(self, steps, what):
+        if steps is None:
+            raise ValueError(
+                f"{type(self).__name__} with {what} draws a fresh mask at every "
+                "step, which `keras.layers.RNN` cannot give a cell (it passes no "
+                "step index). Use the keras_reg sequence layer instead, e.g. "
+                "`keras_reg.layers.VariationalLSTM`."
+            )
+        return steps
+
+    def state_size_list(self):
+        size = self.state_size
+        return list(size) if isinstance(size, (list, tuple)) else [size]
+
+    # Keras' RNN calls these before and after its loop for dropout cells.
+    def get_dropout_mask(self, step_input):
+        if not self._driven and self._masks is None:
+            batch, features = ops.shape(step_input)[0], ops.shape(step_input)[-1]
+            object.__setattr__(
+                self, "_masks", self._draw_masks(batch, features, step_input.dtype)
+            )
+        return None
+
+    def get_recurrent_dropout_mask(self, step_input):
+        return None
+
+    def reset_dropout_mask(self):
+        if not self._driven:
+            object.__setattr__(self, "_masks", None)
+
+    def reset_recurrent_dropout_mask(self):
+        pass
+
+    # --- one step ------------------------------------------------------------
+
+    def call(self, inputs, states, training=False):
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        hoisted = self.__dict__.get("_hoisted")
+        if hoisted is not None:
+            # Driven by a keras_reg sequence layer: the input side is done.
+            masks, width = hoisted
+            xw = inputs[..., :width]
+            keep_new = inputs[..., width:] if "zoneout" in masks else None
+        else:
+            masks = {}
+            if training:
+                masks = self._masks
+                if masks is None:  # called on its own, outside an RNN
+                    batch, features = ops.shape(inputs)[0], ops.shape(inputs)[-1]
+                    masks = self._draw_masks(batch, features, inputs.dtype)
+                if self._per_step_masks():
+                    self._need_steps(None, "zoneout or share_input_mask=False")
+            xw = self._project(inputs, masks.get("input"))
+            keep_new = None
+        kernel = masks.get("recurrent_kernel", self.recurrent_kernel)
+        new_states = self._step(xw, states, masks.get("recurrent"), kernel)
+        new_states = self._zoneout(states, new_states, keep_new, training)
+        output = new_states[0]
+        if "output" in masks:
+            output = output * masks["output"]
+        return output, new_states
+
+    def _zoneout(self, old, new, keep_new, training):
+        if not self._active["zoneout"]:
+            return new
+        if training and keep_new is not None:
+            keep = ops.split(keep_new, len(new), axis=-1)
+            return [
+                ops.where(k > 0, n, o) for k, n, o in zip(keep, new, old, strict=True)
+            ]
+        # Inference: the expectation, z * old + (1 - z) * new.
+        z = ops.divide(
+            ops.cast(self.seed_generator.threshold(self._slot("zoneout")), "float32"),
+            float(_random.ONE),
+        )
+        z = ops.cast(z, new[0].dtype)
+        return [z * o + (1 - z) * n for o, n in zip(old, new, strict=True)]
+
+    def _variational_config(self):
+        return {
+            "output_dropout": self.output_dropout,
+            "weight_dropout": self.weight_dropout,
+            "zoneout": self.zoneout,
+            "per_gate_masks": self.per_gate_masks,
+            "share_input_mask": self.share_input_mask,
+        }
+
+
+def gated_matmul(x, mask, kernel):
+    """`(x * mask) @ kernel`, with one mask per gate block when `mask` holds
+    several (`mask[g]` multiplies `x` for the columns of gate `g`)."""
+    if mask is None:
+        return ops.matmul(x, kernel)
+    gates = mask.shape[0]
+    if gates == 1:
+        return ops.matmul(x * mask[0], kernel)
+    blocks = ops.split(kernel, gates, axis=-1)
+    return ops.concatenate(
+        [ops.matmul(x * mask[g], block) for g, block in enumerate(blocks)], axis=-1
+    )
+
+
+class VariationalRNN(keras.layers.RNN):
+    """Base of the sequence layers: the cell's loop, input side hoisted.
+
+    With the cell's masks drawn once per call, `(x * m) @ kernel + bias`
+    does not depend on the previous state, so it runs for all steps as one
+    matmul before the loop; only `h @ recurrent_kernel` stays inside. Keras'
+    own loop then runs the cell on the projected inputs, with masking,
+    `go_backwards`, `unroll` and `stateful` exactly as in Keras.
+    """
+
+    def __init__(self, cell, **kwargs):
+        super().__init__(cell, **kwargs)
+        object.__setattr__(cell, "_driven", True)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        batch, steps, features = ops.shape(sequences)
+        masks = {}
+        if training:
+            masks = cell._draw_masks(batch, features, sequences.dtype, steps=steps)
+        input_mask = masks.pop("input", None)
+        if input_mask is not None and not cell.share_input_mask:
+            # (steps, gates, batch, features) -> (gates, batch, steps, features)
+            input_mask = ops.transpose(input_mask, (1, 2, 0, 3))
+        elif input_mask is not None:
+            input_mask = ops.expand_dims(input_mask, 2)
+        xw = cell._project(sequences, input_mask)
+        width = xw.shape[-1]
+        zoneout = masks.get("zoneout")
+        if zoneout is not None:
+            xw = ops.concatenate([xw, ops.transpose(zoneout, (1, 0, 2))], axis=-1)
+        object.__setattr__(cell, "_hoisted", (masks, width))
+        try:
+            return super().inner_loop(xw, initial_state, mask, training=training)
+        finally:
+            object.__setattr__(cell, "_hoisted", None)

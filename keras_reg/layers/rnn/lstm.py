@@ -1,0 +1,264 @@
+"""LSTM with shared-mask dropout: the cell, its equations, the layer."""
+
+import keras
+from keras import ops
+
+from keras_reg.layers.rnn.base import VariationalCell, VariationalRNN, gated_matmul
+
+_DOC_REGULARIZATION = """
+    Regularization (all default off; every rate is the fraction to DROP, not
+    the keep probability):
+
+    - `dropout`: on the input `x_t`, one mask per sample shared by all time
+      steps (`share_input_mask=False`: a fresh mask every step, the Keras 2
+      GPU behaviour).
+    - `recurrent_dropout`: on `h_{t-1}` before the recurrent matmul, one
+      mask per sample shared by all steps.
+    - `output_dropout`: on the emitted output `h_t`, one mask per sample
+      shared by all steps; the carried state is not dropped.
+    - `weight_dropout`: DropConnect on the recurrent kernel (AWD-LSTM), one
+      mask per call shared by the batch and all steps.
+    - `zoneout`: each state unit (`h` and `c`) keeps its previous value with
+      this probability, fresh each step; at inference the state is
+      `zoneout * old + (1 - zoneout) * new`.
+    - `per_gate_masks`: `False` (default) uses one input and one recurrent
+      mask for all four gates; `True` an independent mask per gate (Gal &
+      Ghahramani 2016, and Keras' own LSTM with `recurrent_dropout`).
+
+    Kept units are scaled by `1 / (1 - rate)`. With every rate at 0 this
+    computes exactly `keras.layers.LSTM` (same weights, same layout).
+"""
+
+_CELL_ARGS = (
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "unit_forget_bias",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+)
+_REG_ARGS = (
+    "dropout",
+    "recurrent_dropout",
+    "output_dropout",
+    "weight_dropout",
+    "zoneout",
+    "per_gate_masks",
+    "share_input_mask",
+    "seed",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
+    __doc__ = (
+        """Cell class of `VariationalLSTM`: an LSTM cell with masks shared
+    across time steps.
+
+    Takes every argument of `keras.layers.LSTMCell`, with the same defaults
+    and weights (`kernel`, `recurrent_kernel`, `bias`, gate order i, f, c,
+    o), plus the regularization below. Inside `keras.layers.RNN` the masks
+    are drawn once per call, before the loop (Keras' `RNN` asks for them at
+    every call, inference included, so the random stream moves on then
+    too); `zoneout` and `share_input_mask=False` draw a fresh mask every
+    step and need `keras_reg.layers.VariationalLSTM`, which owns the loop
+    and draws only in training.
+"""
+        + _DOC_REGULARIZATION
+        + """
+    Args:
+        units: int, dimensionality of the output space.
+        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
+            floats in [0, 1), the fractions to DROP. Default to 0.
+        per_gate_masks: bool. Defaults to `False`.
+        share_input_mask: bool. Defaults to `True`.
+        seed: optional int. Defaults to `None` (drawn once, kept in the
+            config).
+        **kwargs: every other argument of `keras.layers.LSTMCell`.
+
+    Call arguments:
+        inputs: 2D tensor `(batch, features)`.
+        states: list of two 2D tensors `(batch, units)`: `h` and `c`.
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> cell = keras_reg.layers.VariationalLSTMCell(32, recurrent_dropout=0.25)
+    >>> layer = keras.layers.RNN(cell, return_sequences=True)
+
+    Reference:
+        Gal & Ghahramani, 2016, "A Theoretically Grounded Application of
+        Dropout in Recurrent Neural Networks"; Merity et al., 2017
+        (weight drop); Krueger et al., 2016, "Zoneout".
+    """
+    )
+
+    _gates = 4
+
+    def __init__(
+        self,
+        units,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        seed=None,
+        **kwargs,
+    ):
+        # Keras' own mask machinery stays off; ours replaces it.
+        super().__init__(units, dropout=0.0, recurrent_dropout=0.0, **kwargs)
+        self._init_variational(
+            dropout,
+            recurrent_dropout,
+            output_dropout,
+            weight_dropout,
+            zoneout,
+            per_gate_masks,
+            share_input_mask,
+            seed,
+        )
+
+    def _project(self, inputs, input_mask):
+        xw = gated_matmul(inputs, input_mask, self.kernel)
+        return ops.add(xw, self.bias) if self.use_bias else xw
+
+    def _step(self, xw, states, recurrent_mask, recurrent_kernel):
+        h_prev, c_prev = states
+        z = ops.add(xw, gated_matmul(h_prev, recurrent_mask, recurrent_kernel))
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = self.recurrent_activation(f) * c_prev + self.recurrent_activation(
+            i
+        ) * self.activation(g)
+        h = self.recurrent_activation(o) * self.activation(c)
+        return [h, c]
+
+    def get_config(self):
+        config = {
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+            **self._variational_config(),
+        }
+        return {**super().get_config(), **config}
+
+
+def _forward(name):
+    def get(self):
+        return getattr(self.cell, name)
+
+    def set(self, value):
+        setattr(self.cell, name, value)
+
+    return property(get, set, doc=f"The cell's `{name}`.")
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class VariationalLSTM(VariationalRNN):
+    __doc__ = (
+        """Long Short-Term Memory layer with masks shared across time steps.
+
+    Takes every argument of `keras.layers.LSTM` (cell arguments,
+    `return_sequences`, `return_state`, `go_backwards`, `stateful`,
+    `unroll`, ...), with the same defaults and weights, plus the
+    regularization below. The masks are drawn once per call, so the input
+    projection `(x * m) @ kernel + bias` of all steps runs as one matmul
+    before the time loop; only `h @ recurrent_kernel` stays inside.
+"""
+        + _DOC_REGULARIZATION
+        + """
+    Args:
+        units: int, dimensionality of the output space.
+        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
+            floats in [0, 1), the fractions to DROP. Default to 0.
+        per_gate_masks: bool. Defaults to `False`.
+        share_input_mask: bool. Defaults to `True`.
+        seed: optional int. Defaults to `None`.
+        **kwargs: every other argument of `keras.layers.LSTM`.
+
+    Call arguments:
+        sequences: 3D tensor `(batch, time, features)`.
+        initial_state: optional list of two tensors `(batch, units)`.
+        mask: optional boolean tensor `(batch, time)`.
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> inputs = keras.Input((None,), dtype="int32")
+    >>> x = keras.layers.Embedding(1000, 64, mask_zero=True)(inputs)
+    >>> x = keras_reg.layers.VariationalLSTM(
+    ...     128, dropout=0.2, recurrent_dropout=0.2, output_dropout=0.3
+    ... )(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(1)(x))
+
+    Reference:
+        Gal & Ghahramani, 2016; Merity et al., 2017; Krueger et al., 2016.
+    """
+    )
+
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        use_cudnn="auto",
+        activity_regularizer=None,
+        **kwargs,
+    ):
+        cell_kwargs = {
+            name: kwargs.pop(name)
+            for name in (*_CELL_ARGS, *_REG_ARGS)
+            if name in kwargs
+        }
+        cell = VariationalLSTMCell(
+            units,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="variational_lstm_cell",
+            **cell_kwargs,
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            activity_regularizer=activity_regularizer,
+            **kwargs,
+        )
+        self.input_spec = keras.InputSpec(ndim=3)
+        # Accepted for keras.layers.LSTM compatibility; per-sample masks
+        # rule out cuDNN, so it changes nothing.
+        self.use_cudnn = use_cudnn
+
+    units = _forward("units")
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {"units": self.units, "use_cudnn": self.use_cudnn}
+        for name in (*_CELL_ARGS, *_REG_ARGS):
+            config[name] = cell_config[name]
+        base = super().get_config()
+        del base["cell"]
+        return {**base, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+for _name in (*_CELL_ARGS, *_REG_ARGS):
+    setattr(VariationalLSTM, _name, _forward(_name))
