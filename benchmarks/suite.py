@@ -280,7 +280,67 @@ def portable_vs_native():
     return rows
 
 
+def _rnn_step(layer, x, y):
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)))
+    model.compile(optimizer="sgd", loss="mse")
+    model.train_on_batch(x, y)
+    return lambda: model.train_on_batch(x, y)
+
+
+def _rnn_predict(layer, x):
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    model.predict_on_batch(x)
+    return lambda: model.predict_on_batch(x)
+
+
+def recurrent_vs_keras():
+    """Issue 4: train steps at B=64, T=100, F=32, units=128."""
+    from keras_reg.layers import VariationalLSTM
+
+    group = "Recurrent layers vs Keras, train step, B=64 T=100 F=32 units=128"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 100, 32)).astype("float32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+    regs = {"dropout": 0.2, "recurrent_dropout": 0.2}
+    rows = []
+    for name, ours, keras_cls in (("LSTM", VariationalLSTM, keras.layers.LSTM),):
+        step = _rnn_step(ours(128, seed=1, **regs), x, y)
+        rows.append(
+            _row(
+                group,
+                f"Variational{name}(dropout=.2, recurrent_dropout=.2)",
+                f"{name}(dropout=.2, recurrent_dropout=.2)",
+                "<= 0.5",
+                interleaved(step, _rnn_step(keras_cls(128, **regs), x, y), 10, 2),
+            )
+        )
+        rows.append(
+            _row(
+                group,
+                f"Variational{name}(dropout=.2, recurrent_dropout=.2)",
+                f"{name}() no dropout",
+                "<= 1.0",
+                interleaved(step, _rnn_step(keras_cls(128), x, y), 10, 2),
+            )
+        )
+        rows.append(
+            _row(
+                group,
+                f"Variational{name}() inference (predict_on_batch)",
+                f"{name}() inference",
+                "<= 1.05",
+                interleaved(
+                    _rnn_predict(ours(128), x), _rnn_predict(keras_cls(128), x), 10, 2
+                ),
+            )
+        )
+    return rows
+
+
 FIGURES = {
     "dropout": dropout_vs_keras,
     "portable": portable_vs_native,
+    "recurrent": recurrent_vs_keras,
 }

@@ -146,11 +146,20 @@ def _size(shape):
     return size
 
 
+def hash_index(index, k1, k2):
+    """`BITS` random bits for each element index in `index` (int32)."""
+    value = _mix(ops.add(_mix(ops.bitwise_xor(index, k1)), k2))
+    return _shr(value, 32 - BITS)
+
+
+def element_index(shape):
+    """The row-major index of each element of `shape`, int32."""
+    return ops.reshape(ops.arange(_size(shape), dtype="int32"), shape)
+
+
 def hash_bits(shape, k1, k2):
     """`BITS` random bits per element of `shape` (int32), from two keys."""
-    index = ops.arange(_size(shape), dtype="int32")
-    value = _mix(ops.add(_mix(ops.bitwise_xor(index, k1)), k2))
-    return ops.reshape(_shr(value, 32 - BITS), shape)
+    return hash_index(element_index(shape), k1, k2)
 
 
 def position_bits(shape, position):

@@ -1,29 +1,30 @@
 """TensorFlow fast path: the portable hash compiled with XLA in eager mode.
 
-Eager TensorFlow runs each integer op as its own kernel. When the shape is
-concrete (eager execution) the hash runs as one XLA-compiled function, one
-per mask shape (cached, so a model's few shapes compile once each); inside
-a graph (`model.fit`, `tf.function`) the reference ops are used, and XLA
-fuses them there when the step is jit-compiled.
+Eager TensorFlow runs each integer op as its own kernel. In eager mode the
+element index is built eagerly and hashed by one XLA-compiled function
+(traced once for any shape; XLA compiles per concrete shape). Inside a graph
+(`model.fit`, `tf.function`) the reference ops are used, and XLA fuses them
+there when the step is jit-compiled.
 """
-
-import functools
 
 import tensorflow as tf
 
 from keras_reg import _random
 
 
-@functools.lru_cache(maxsize=128)
-def _compiled(shape):
-    @tf.function(jit_compile=True, autograph=False)
-    def position_bits(position):
-        return _random.position_bits(shape, position)
-
-    return position_bits
+@tf.function(
+    jit_compile=True,
+    autograph=False,
+    input_signature=[
+        tf.TensorSpec(None, tf.int32),
+        tf.TensorSpec([2], tf.int32),
+    ],
+)
+def _hash(index, position):
+    return _random.hash_index(index, *_random.keys(position))
 
 
 def position_bits(shape, position):
     if not tf.executing_eagerly():
         return None
-    return _compiled(tuple(int(d) for d in shape))(position)
+    return _hash(_random.element_index(shape), position)

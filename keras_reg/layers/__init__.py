@@ -5,7 +5,12 @@ from keras_reg.layers.dropout import (
     InvertedDropout,
     TimeSharedDropout,
 )
+from keras_reg.layers.rnn.gru import VariationalGRU, VariationalGRUCell
 from keras_reg.layers.rnn.lstm import VariationalLSTM, VariationalLSTMCell
+from keras_reg.layers.rnn.simple_rnn import (
+    VariationalSimpleRNN,
+    VariationalSimpleRNNCell,
+)
 from keras_reg.layers.structured import DropBlock2D, DropPath
 
 __all__ = [
@@ -14,6 +19,10 @@ __all__ = [
     "EmbeddingDropout",
     "InvertedDropout",
     "TimeSharedDropout",
+    "VariationalGRU",
+    "VariationalGRUCell",
     "VariationalLSTM",
     "VariationalLSTMCell",
+    "VariationalSimpleRNN",
+    "VariationalSimpleRNNCell",
 ]

@@ -27,6 +27,32 @@ from keras_reg.layers._stochastic import Rate, Stochastic
 REGULARIZERS = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout")
 
 
+def regularization_doc(gates, states):
+    """The docstring paragraph on regularization, for one cell type."""
+    return f"""
+    Regularization (all default off; every rate is the fraction to DROP, not
+    the keep probability):
+
+    - `dropout`: on the input `x_t`, one mask per sample shared by all time
+      steps (`share_input_mask=False`: a fresh mask every step, the Keras 2
+      GPU behaviour).
+    - `recurrent_dropout`: on `h_{{t-1}}` before the recurrent matmul, one
+      mask per sample shared by all steps.
+    - `output_dropout`: on the emitted output `h_t`, one mask per sample
+      shared by all steps; the carried state is not dropped.
+    - `weight_dropout`: DropConnect on the recurrent kernel (AWD-LSTM), one
+      mask per call shared by the batch and all steps.
+    - `zoneout`: each state unit ({states}) keeps its previous value with
+      this probability, fresh each step; at inference the state is
+      `zoneout * old + (1 - zoneout) * new`.
+    - `per_gate_masks`: `False` (default) uses one input and one recurrent
+      mask for all {gates} gates; `True` an independent mask per gate (Gal &
+      Ghahramani 2016).
+
+    Kept units are scaled by `1 / (1 - rate)`.
+"""
+
+
 class VariationalCell(Stochastic):
     """Mixin for a Keras cell: shared-mask dropout, weight drop, zoneout.
 
@@ -214,14 +240,18 @@ class VariationalCell(Stochastic):
         z = ops.cast(z, new[0].dtype)
         return [z * o + (1 - z) * n for o, n in zip(old, new, strict=True)]
 
-    def _variational_config(self):
-        return {
+    def get_config(self):
+        config = {
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
             "output_dropout": self.output_dropout,
             "weight_dropout": self.weight_dropout,
             "zoneout": self.zoneout,
             "per_gate_masks": self.per_gate_masks,
             "share_input_mask": self.share_input_mask,
         }
+        return {**super().get_config(), **config}
 
 
 def gated_matmul(x, mask, kernel):
@@ -238,6 +268,28 @@ def gated_matmul(x, mask, kernel):
     )
 
 
+REG_ARGS = (
+    "dropout",
+    "recurrent_dropout",
+    "output_dropout",
+    "weight_dropout",
+    "zoneout",
+    "per_gate_masks",
+    "share_input_mask",
+    "seed",
+)
+
+
+def _forward(name):
+    def get(self):
+        return getattr(self.cell, name)
+
+    def set(self, value):
+        setattr(self.cell, name, value)
+
+    return property(get, set, doc=f"The cell's `{name}`.")
+
+
 class VariationalRNN(keras.layers.RNN):
     """Base of the sequence layers: the cell's loop, input side hoisted.
 
@@ -246,11 +298,77 @@ class VariationalRNN(keras.layers.RNN):
     matmul before the loop; only `h @ recurrent_kernel` stays inside. Keras'
     own loop then runs the cell on the projected inputs, with masking,
     `go_backwards`, `unroll` and `stateful` exactly as in Keras.
+
+    A subclass names its cell class and the Keras cell arguments it takes
+    (`_cell_class`, `_cell_args`); it gets the matching constructor,
+    properties and config.
     """
 
-    def __init__(self, cell, **kwargs):
-        super().__init__(cell, **kwargs)
+    _cell_class = None
+    _cell_name = None
+    _cell_args = ()
+    _has_use_cudnn = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("units", *cls._cell_args, *REG_ARGS):
+            setattr(cls, name, _forward(name))
+
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        activity_regularizer=None,
+        **kwargs,
+    ):
+        use_cudnn = kwargs.pop("use_cudnn", "auto") if self._has_use_cudnn else None
+        cell_kwargs = {
+            name: kwargs.pop(name)
+            for name in (*self._cell_args, *REG_ARGS)
+            if name in kwargs
+        }
+        cell = self._cell_class(
+            units,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name=self._cell_name,
+            **cell_kwargs,
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            activity_regularizer=activity_regularizer,
+            **kwargs,
+        )
+        self.input_spec = keras.InputSpec(ndim=3)
+        if self._has_use_cudnn:
+            # Accepted for compatibility with the Keras layer; per-sample
+            # masks rule out cuDNN, so it changes nothing.
+            self.use_cudnn = use_cudnn
         object.__setattr__(cell, "_driven", True)
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {"units": self.units}
+        if self._has_use_cudnn:
+            config["use_cudnn"] = self.use_cudnn
+        for name in (*self._cell_args, *REG_ARGS):
+            config[name] = cell_config[name]
+        base = super().get_config()
+        del base["cell"]
+        return {**base, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell

@@ -3,31 +3,14 @@
 import keras
 from keras import ops
 
-from keras_reg.layers.rnn.base import VariationalCell, VariationalRNN, gated_matmul
+from keras_reg.layers.rnn.base import (
+    VariationalCell,
+    VariationalRNN,
+    gated_matmul,
+    regularization_doc,
+)
 
-_DOC_REGULARIZATION = """
-    Regularization (all default off; every rate is the fraction to DROP, not
-    the keep probability):
-
-    - `dropout`: on the input `x_t`, one mask per sample shared by all time
-      steps (`share_input_mask=False`: a fresh mask every step, the Keras 2
-      GPU behaviour).
-    - `recurrent_dropout`: on `h_{t-1}` before the recurrent matmul, one
-      mask per sample shared by all steps.
-    - `output_dropout`: on the emitted output `h_t`, one mask per sample
-      shared by all steps; the carried state is not dropped.
-    - `weight_dropout`: DropConnect on the recurrent kernel (AWD-LSTM), one
-      mask per call shared by the batch and all steps.
-    - `zoneout`: each state unit (`h` and `c`) keeps its previous value with
-      this probability, fresh each step; at inference the state is
-      `zoneout * old + (1 - zoneout) * new`.
-    - `per_gate_masks`: `False` (default) uses one input and one recurrent
-      mask for all four gates; `True` an independent mask per gate (Gal &
-      Ghahramani 2016, and Keras' own LSTM with `recurrent_dropout`).
-
-    Kept units are scaled by `1 / (1 - rate)`. With every rate at 0 this
-    computes exactly `keras.layers.LSTM` (same weights, same layout).
-"""
+_DOC_REGULARIZATION = regularization_doc("four", "`h` and `c`")
 
 _CELL_ARGS = (
     "activation",
@@ -43,16 +26,6 @@ _CELL_ARGS = (
     "kernel_constraint",
     "recurrent_constraint",
     "bias_constraint",
-)
-_REG_ARGS = (
-    "dropout",
-    "recurrent_dropout",
-    "output_dropout",
-    "weight_dropout",
-    "zoneout",
-    "per_gate_masks",
-    "share_input_mask",
-    "seed",
 )
 
 
@@ -142,25 +115,6 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
         h = self.recurrent_activation(o) * self.activation(c)
         return [h, c]
 
-    def get_config(self):
-        config = {
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
-            **self._variational_config(),
-        }
-        return {**super().get_config(), **config}
-
-
-def _forward(name):
-    def get(self):
-        return getattr(self.cell, name)
-
-    def set(self, value):
-        setattr(self.cell, name, value)
-
-    return property(get, set, doc=f"The cell's `{name}`.")
-
 
 @keras.saving.register_keras_serializable(package="keras_reg")
 class VariationalLSTM(VariationalRNN):
@@ -205,60 +159,7 @@ class VariationalLSTM(VariationalRNN):
     """
     )
 
-    def __init__(
-        self,
-        units,
-        return_sequences=False,
-        return_state=False,
-        go_backwards=False,
-        stateful=False,
-        unroll=False,
-        use_cudnn="auto",
-        activity_regularizer=None,
-        **kwargs,
-    ):
-        cell_kwargs = {
-            name: kwargs.pop(name)
-            for name in (*_CELL_ARGS, *_REG_ARGS)
-            if name in kwargs
-        }
-        cell = VariationalLSTMCell(
-            units,
-            dtype=kwargs.get("dtype"),
-            trainable=kwargs.get("trainable", True),
-            name="variational_lstm_cell",
-            **cell_kwargs,
-        )
-        super().__init__(
-            cell,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            activity_regularizer=activity_regularizer,
-            **kwargs,
-        )
-        self.input_spec = keras.InputSpec(ndim=3)
-        # Accepted for keras.layers.LSTM compatibility; per-sample masks
-        # rule out cuDNN, so it changes nothing.
-        self.use_cudnn = use_cudnn
-
-    units = _forward("units")
-
-    def get_config(self):
-        cell_config = self.cell.get_config()
-        config = {"units": self.units, "use_cudnn": self.use_cudnn}
-        for name in (*_CELL_ARGS, *_REG_ARGS):
-            config[name] = cell_config[name]
-        base = super().get_config()
-        del base["cell"]
-        return {**base, **config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
-for _name in (*_CELL_ARGS, *_REG_ARGS):
-    setattr(VariationalLSTM, _name, _forward(_name))
+    _cell_class = VariationalLSTMCell
+    _cell_name = "variational_lstm_cell"
+    _cell_args = _CELL_ARGS
+    _has_use_cudnn = True

@@ -1,0 +1,197 @@
+"""GRU with shared-mask dropout: the cell, its equations, the layer."""
+
+import keras
+from keras import ops
+
+from keras_reg.layers.rnn.base import (
+    VariationalCell,
+    VariationalRNN,
+    gated_matmul,
+    regularization_doc,
+)
+
+_CELL_ARGS = (
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "reset_after",
+)
+
+
+def _per_gate(h, mask, gates):
+    """`h` times each gate's recurrent mask (the same mask when shared)."""
+    if mask is None:
+        return [h] * gates
+    if mask.shape[0] == 1:
+        return [h * mask[0]] * gates
+    return [h * mask[g] for g in range(gates)]
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
+    __doc__ = (
+        """Cell class of `VariationalGRU`: a GRU cell with masks shared
+    across time steps.
+
+    Takes every argument of `keras.layers.GRUCell`, with the same defaults
+    and weights (gate order z, r, h; `reset_after=True` by default), plus
+    the regularization below. With every rate at 0 it computes exactly
+    `keras.layers.GRUCell`. Inside `keras.layers.RNN` the masks are drawn
+    once per call, before the loop (at every call, inference included);
+    `zoneout` and `share_input_mask=False` need `VariationalGRU`.
+"""
+        + regularization_doc("three", "`h`")
+        + """
+    Keras 3's own GRU with one recurrent mask for all gates failed to
+    converge until per-gate masks came back (keras-team/keras#20276); try
+    `per_gate_masks=True` when a GRU with `recurrent_dropout` stalls.
+
+    Args:
+        units: int, dimensionality of the output space.
+        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
+            floats in [0, 1), the fractions to DROP. Default to 0.
+        per_gate_masks: bool. Defaults to `False`.
+        share_input_mask: bool. Defaults to `True`.
+        seed: optional int. Defaults to `None`.
+        **kwargs: every other argument of `keras.layers.GRUCell`.
+
+    Call arguments:
+        inputs: 2D tensor `(batch, features)`.
+        states: the state `(batch, units)` (or a list holding it).
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> cell = keras_reg.layers.VariationalGRUCell(32, recurrent_dropout=0.25)
+    >>> layer = keras.layers.RNN(cell)
+
+    Reference:
+        Cho et al., 2014; Gal & Ghahramani, 2016; Merity et al., 2017;
+        Krueger et al., 2016.
+    """
+    )
+
+    _gates = 3
+
+    def __init__(
+        self,
+        units,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(units, dropout=0.0, recurrent_dropout=0.0, **kwargs)
+        self._init_variational(
+            dropout,
+            recurrent_dropout,
+            output_dropout,
+            weight_dropout,
+            zoneout,
+            per_gate_masks,
+            share_input_mask,
+            seed,
+        )
+
+    def _biases(self):
+        if not self.use_bias:
+            return None, None
+        if self.reset_after:
+            return self.bias[0], self.bias[1]
+        return self.bias, None
+
+    def _project(self, inputs, input_mask):
+        xw = gated_matmul(inputs, input_mask, self.kernel)
+        input_bias, _ = self._biases()
+        return xw if input_bias is None else ops.add(xw, input_bias)
+
+    def _step(self, xw, states, recurrent_mask, recurrent_kernel):
+        (h_prev,) = states
+        units = self.units
+        _, recurrent_bias = self._biases()
+        x_z, x_r, x_h = ops.split(xw, 3, axis=-1)
+        h_z, h_r, h_h = _per_gate(h_prev, recurrent_mask, 3)
+        k_z, k_r, k_h = ops.split(recurrent_kernel, 3, axis=-1)
+        if self.reset_after:
+            if h_z is h_r is h_h:  # one mask: one matmul for all gates
+                rec = ops.matmul(h_z, recurrent_kernel)
+            else:
+                rec = ops.concatenate(
+                    [ops.matmul(h_z, k_z), ops.matmul(h_r, k_r), ops.matmul(h_h, k_h)],
+                    axis=-1,
+                )
+            if recurrent_bias is not None:
+                rec = ops.add(rec, recurrent_bias)
+            r_z, r_r, r_h = ops.split(rec, 3, axis=-1)
+            z = self.recurrent_activation(x_z + r_z)
+            r = self.recurrent_activation(x_r + r_r)
+            candidate = self.activation(x_h + r * r_h)
+        else:
+            rec = ops.matmul(h_z, recurrent_kernel[:, : 2 * units])
+            if h_r is not h_z:
+                rec = ops.concatenate([rec[:, :units], ops.matmul(h_r, k_r)], axis=-1)
+            z = self.recurrent_activation(x_z + rec[:, :units])
+            r = self.recurrent_activation(x_r + rec[:, units:])
+            candidate = self.activation(x_h + ops.matmul(r * h_h, k_h))
+        return [z * h_prev + (1 - z) * candidate]
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class VariationalGRU(VariationalRNN):
+    __doc__ = (
+        """Gated Recurrent Unit layer with masks shared across time steps.
+
+    Takes every argument of `keras.layers.GRU` (cell arguments including
+    `reset_after`, `return_sequences`, `return_state`, `go_backwards`,
+    `stateful`, `unroll`, ...), with the same defaults and weights, plus the
+    regularization below. With every rate at 0 it computes exactly
+    `keras.layers.GRU`. The input projection of all steps runs as one
+    matmul before the time loop.
+"""
+        + regularization_doc("three", "`h`")
+        + """
+    Args:
+        units: int, dimensionality of the output space.
+        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
+            floats in [0, 1), the fractions to DROP. Default to 0.
+        per_gate_masks: bool. Defaults to `False`.
+        share_input_mask: bool. Defaults to `True`.
+        seed: optional int. Defaults to `None`.
+        **kwargs: every other argument of `keras.layers.GRU`.
+
+    Call arguments:
+        sequences: 3D tensor `(batch, time, features)`.
+        initial_state: optional tensor `(batch, units)`.
+        mask: optional boolean tensor `(batch, time)`.
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> inputs = keras.Input((None, 16))
+    >>> x = keras_reg.layers.VariationalGRU(
+    ...     64, dropout=0.2, recurrent_dropout=0.2, per_gate_masks=True
+    ... )(inputs)
+
+    Reference:
+        Cho et al., 2014; Gal & Ghahramani, 2016.
+    """
+    )
+
+    _cell_class = VariationalGRUCell
+    _cell_name = "variational_gru_cell"
+    _cell_args = _CELL_ARGS
+    _has_use_cudnn = True

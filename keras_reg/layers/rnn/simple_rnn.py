@@ -1,0 +1,146 @@
+"""SimpleRNN with shared-mask dropout: the cell, its equation, the layer."""
+
+import keras
+from keras import ops
+
+from keras_reg.layers.rnn.base import (
+    VariationalCell,
+    VariationalRNN,
+    gated_matmul,
+    regularization_doc,
+)
+
+_CELL_ARGS = (
+    "activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class VariationalSimpleRNNCell(VariationalCell, keras.layers.SimpleRNNCell):
+    __doc__ = (
+        """Cell class of `VariationalSimpleRNN`: `h = activation(x @ kernel +
+    h_prev @ recurrent_kernel + bias)` with masks shared across time steps.
+
+    Takes every argument of `keras.layers.SimpleRNNCell`, with the same
+    defaults and weights, plus the regularization below. With every rate at
+    0 it computes exactly `keras.layers.SimpleRNNCell`. Inside
+    `keras.layers.RNN` the masks are drawn once per call, before the loop
+    (at every call, inference included); `zoneout` and
+    `share_input_mask=False` need `VariationalSimpleRNN`.
+"""
+        + regularization_doc("(one)", "`h`")
+        + """
+    Args:
+        units: int, dimensionality of the output space.
+        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
+            floats in [0, 1), the fractions to DROP. Default to 0.
+        per_gate_masks: bool; a SimpleRNN has one gate, so it changes
+            nothing. Defaults to `False`.
+        share_input_mask: bool. Defaults to `True`.
+        seed: optional int. Defaults to `None`.
+        **kwargs: every other argument of `keras.layers.SimpleRNNCell`.
+
+    Call arguments:
+        inputs: 2D tensor `(batch, features)`.
+        states: the state `(batch, units)` (or a list holding it).
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> cell = keras_reg.layers.VariationalSimpleRNNCell(8, dropout=0.5)
+    >>> layer = keras.layers.RNN(cell, return_sequences=True)
+
+    Reference:
+        Gal & Ghahramani, 2016.
+    """
+    )
+
+    _gates = 1
+
+    def __init__(
+        self,
+        units,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(units, dropout=0.0, recurrent_dropout=0.0, **kwargs)
+        self._init_variational(
+            dropout,
+            recurrent_dropout,
+            output_dropout,
+            weight_dropout,
+            zoneout,
+            per_gate_masks,
+            share_input_mask,
+            seed,
+        )
+
+    def _project(self, inputs, input_mask):
+        xw = gated_matmul(inputs, input_mask, self.kernel)
+        return ops.add(xw, self.bias) if self.use_bias else xw
+
+    def _step(self, xw, states, recurrent_mask, recurrent_kernel):
+        (h_prev,) = states
+        z = ops.add(xw, gated_matmul(h_prev, recurrent_mask, recurrent_kernel))
+        h = self.activation(z) if self.activation is not None else z
+        return [h]
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class VariationalSimpleRNN(VariationalRNN):
+    __doc__ = (
+        """Fully-connected RNN layer with masks shared across time steps.
+
+    Takes every argument of `keras.layers.SimpleRNN`, with the same
+    defaults and weights, plus the regularization below. With every rate at
+    0 it computes exactly `keras.layers.SimpleRNN`. The input projection of
+    all steps runs as one matmul before the time loop.
+"""
+        + regularization_doc("(one)", "`h`")
+        + """
+    Args:
+        units: int, dimensionality of the output space.
+        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
+            floats in [0, 1), the fractions to DROP. Default to 0.
+        per_gate_masks: bool; changes nothing for one gate. Defaults to
+            `False`.
+        share_input_mask: bool. Defaults to `True`.
+        seed: optional int. Defaults to `None`.
+        **kwargs: every other argument of `keras.layers.SimpleRNN`.
+
+    Call arguments:
+        sequences: 3D tensor `(batch, time, features)`.
+        initial_state: optional tensor `(batch, units)`.
+        mask: optional boolean tensor `(batch, time)`.
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> inputs = keras.Input((None, 4))
+    >>> x = keras_reg.layers.VariationalSimpleRNN(8, dropout=0.5)(inputs)
+
+    Reference:
+        Gal & Ghahramani, 2016.
+    """
+    )
+
+    _cell_class = VariationalSimpleRNNCell
+    _cell_name = "variational_simple_rnn_cell"
+    _cell_args = _CELL_ARGS
