@@ -297,7 +297,7 @@ def _rnn_predict(layer, x):
 
 def recurrent_vs_keras():
     """Issue 4: train steps at B=64, T=100, F=32, units=128."""
-    from keras_reg.layers import VariationalLSTM
+    from keras_reg.layers import VariationalGRU, VariationalLSTM, VariationalSimpleRNN
 
     group = "Recurrent layers vs Keras, train step, B=64 T=100 F=32 units=128"
     rng = np.random.default_rng(0)
@@ -305,7 +305,11 @@ def recurrent_vs_keras():
     y = rng.normal(size=(64, 1)).astype("float32")
     regs = {"dropout": 0.2, "recurrent_dropout": 0.2}
     rows = []
-    for name, ours, keras_cls in (("LSTM", VariationalLSTM, keras.layers.LSTM),):
+    for name, ours, keras_cls in (
+        ("LSTM", VariationalLSTM, keras.layers.LSTM),
+        ("GRU", VariationalGRU, keras.layers.GRU),
+        ("SimpleRNN", VariationalSimpleRNN, keras.layers.SimpleRNN),
+    ):
         step = _rnn_step(ours(128, seed=1, **regs), x, y)
         rows.append(
             _row(

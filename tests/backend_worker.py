@@ -49,6 +49,41 @@ def layer_outputs():
     return out
 
 
+def recurrent_outputs():
+    """Training-mode outputs of the recurrent layers with every mask kind,
+    from fixed weights: equal on every backend only if the masks are."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 5, 4)).astype("float32")
+    regs = dict(
+        dropout=0.3,
+        recurrent_dropout=0.3,
+        output_dropout=0.2,
+        weight_dropout=0.2,
+        zoneout=0.2,
+        return_sequences=True,
+        seed=21,
+    )
+    cases = {
+        "lstm": layers.VariationalLSTM(3, **regs),
+        "lstm_per_gate": layers.VariationalLSTM(
+            3, per_gate_masks=True, share_input_mask=False, **regs
+        ),
+        "gru": layers.VariationalGRU(3, per_gate_masks=True, **regs),
+        "simple_rnn": layers.VariationalSimpleRNN(3, **regs),
+    }
+    out = {}
+    for name, layer in cases.items():
+        layer.build(x.shape)
+        layer.set_weights(
+            [rng.normal(size=w.shape).astype("float32") * 0.5 for w in layer.weights]
+        )
+        for call in range(2):
+            out[f"rnn_{name}_{call}"] = keras.ops.convert_to_numpy(
+                layer(x, training=True)
+            )
+    return out
+
+
 def trained_weights(jit_compile):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 6)).astype("float32")
@@ -107,6 +142,7 @@ def main(argv):
     mode, *paths = argv
     if mode == "masks":
         results = layer_outputs()
+        results.update(recurrent_outputs())
         results.update(trained_weights(jit_compile="auto"))
     elif mode == "resume":
         model = keras.saving.load_model(paths[0], compile=False)

@@ -24,7 +24,7 @@ from keras import ops
 from keras_reg import _random
 from keras_reg.layers._stochastic import Rate, Stochastic
 
-REGULARIZERS = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout")
+RATES = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout", "zoneout")
 
 
 def regularization_doc(gates, states):
@@ -59,7 +59,7 @@ class VariationalCell(Stochastic):
     The host cell class sets `_gates` (how many gate blocks its kernels
     hold) and implements `_project(inputs, input_mask)`, returning the input
     side of the pre-activations, and `_step(xw, states, recurrent_mask,
-    recurrent_kernel)`, returning `(h, new_states)`.
+    recurrent_kernel)`, returning the new states (the output `h` first).
     """
 
     dropout = Rate()
@@ -101,7 +101,7 @@ class VariationalCell(Stochastic):
         object.__setattr__(
             self,
             "_active",
-            {n: getattr(self, n) > 0 for n in (*REGULARIZERS, "zoneout")},
+            {name: getattr(self, name) > 0 for name in RATES},
         )
         object.__setattr__(self, "_masks", None)
         object.__setattr__(self, "_driven", False)
@@ -150,7 +150,7 @@ class VariationalCell(Stochastic):
                 self._scaled_mask("weight_dropout", tuple(kernel.shape), dtype),
             )
         if self._active["zoneout"] and per_step:
-            state_units = self.units * len(self.state_size_list())
+            state_units = self.units * len(self._state_sizes())
             keep_new = _random.keep_mask(
                 (steps, batch, state_units), self.seed_generator, self._slot("zoneout")
             )
@@ -172,7 +172,7 @@ class VariationalCell(Stochastic):
             )
         return steps
 
-    def state_size_list(self):
+    def _state_sizes(self):
         size = self.state_size
         return list(size) if isinstance(size, (list, tuple)) else [size]
 
