@@ -56,7 +56,10 @@ def regularization_doc(gates, states):
 class VariationalCell(Stochastic):
     """Mixin for a Keras cell: shared-mask dropout, weight drop, zoneout.
 
-    The host cell class sets `_gates` (how many gate blocks its kernels
+    Listed before the Keras cell class in the bases
+    (`class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell)`):
+    its constructor takes the regularization arguments and hands every other
+    argument to the Keras cell. The host cell class sets `_gates` (how many gate blocks its kernels
     hold) and implements `_project(inputs, input_mask)`, returning the input
     side of the pre-activations, and `_step(xw, states, recurrent_mask,
     recurrent_kernel)`, returning the new states (the output `h` first).
@@ -69,17 +72,21 @@ class VariationalCell(Stochastic):
     zoneout = Rate()
     _gates = 1
 
-    def _init_variational(
+    def __init__(
         self,
-        dropout,
-        recurrent_dropout,
-        output_dropout,
-        weight_dropout,
-        zoneout,
-        per_gate_masks,
-        share_input_mask,
-        seed,
+        units,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        seed=None,
+        **kwargs,
     ):
+        # The Keras cell's own mask machinery stays off; ours replaces it.
+        super().__init__(units, dropout=0.0, recurrent_dropout=0.0, **kwargs)
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
         self.output_dropout = output_dropout

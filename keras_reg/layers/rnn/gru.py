@@ -82,31 +82,6 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
 
     _gates = 3
 
-    def __init__(
-        self,
-        units,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        output_dropout=0.0,
-        weight_dropout=0.0,
-        zoneout=0.0,
-        per_gate_masks=False,
-        share_input_mask=True,
-        seed=None,
-        **kwargs,
-    ):
-        super().__init__(units, dropout=0.0, recurrent_dropout=0.0, **kwargs)
-        self._init_variational(
-            dropout,
-            recurrent_dropout,
-            output_dropout,
-            weight_dropout,
-            zoneout,
-            per_gate_masks,
-            share_input_mask,
-            seed,
-        )
-
     def _biases(self):
         if not self.use_bias:
             return None, None

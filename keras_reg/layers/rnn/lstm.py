@@ -75,32 +75,6 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
 
     _gates = 4
 
-    def __init__(
-        self,
-        units,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        output_dropout=0.0,
-        weight_dropout=0.0,
-        zoneout=0.0,
-        per_gate_masks=False,
-        share_input_mask=True,
-        seed=None,
-        **kwargs,
-    ):
-        # Keras' own mask machinery stays off; ours replaces it.
-        super().__init__(units, dropout=0.0, recurrent_dropout=0.0, **kwargs)
-        self._init_variational(
-            dropout,
-            recurrent_dropout,
-            output_dropout,
-            weight_dropout,
-            zoneout,
-            per_gate_masks,
-            share_input_mask,
-            seed,
-        )
-
     def _project(self, inputs, input_mask):
         xw = gated_matmul(inputs, input_mask, self.kernel)
         return ops.add(xw, self.bias) if self.use_bias else xw
