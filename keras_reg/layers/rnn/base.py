@@ -59,10 +59,11 @@ class VariationalCell(Stochastic):
     Listed before the Keras cell class in the bases
     (`class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell)`):
     its constructor takes the regularization arguments and hands every other
-    argument to the Keras cell. The host cell class sets `_gates` (how many gate blocks its kernels
-    hold) and implements `_project(inputs, input_mask)`, returning the input
-    side of the pre-activations, and `_step(xw, states, recurrent_mask,
-    recurrent_kernel)`, returning the new states (the output `h` first).
+    argument to the Keras cell. The host cell class sets `_gates` (how many
+    gate blocks its kernels hold) and implements `_project(inputs,
+    input_mask)`, returning the input side of the pre-activations, and
+    `_step(xw, states, recurrent_mask, recurrent_kernel)`, returning the new
+    states (the output `h` first).
     """
 
     dropout = Rate()
@@ -210,8 +211,9 @@ class VariationalCell(Stochastic):
         if hoisted is not None:
             # Driven by a keras_reg sequence layer: the input side is done.
             masks, width = hoisted
-            xw = inputs[..., :width]
-            keep_new = inputs[..., width:] if "zoneout" in masks else None
+            xw, keep_new = inputs, None
+            if "zoneout" in masks:  # the per-step masks ride after xw
+                xw, keep_new = inputs[..., :width], inputs[..., width:]
         else:
             masks = {}
             if training:
