@@ -52,14 +52,20 @@ class Stochastic:
     `super().__init__()`, then call `self._init_random(seed)`.
     """
 
-    @classmethod
-    def _rate_names(cls):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The class's rates in declaration order (bases first): the slots
+        # of its random state. Computed once per class, not per draw.
         names = []
         for klass in reversed(cls.__mro__):
             for name, value in vars(klass).items():
                 if isinstance(value, Rate) and name not in names:
                     names.append(name)
-        return names
+        cls._rate_tuple = tuple(names)
+
+    @classmethod
+    def _rate_names(cls):
+        return cls._rate_tuple
 
     def _init_random(self, seed):
         seed = check_seed(seed)

@@ -18,6 +18,8 @@ stateless and traces under JAX):
 - zoneout: `(steps, batch, state units)`, fresh at every step.
 """
 
+import inspect
+
 import keras
 from keras import ops
 
@@ -50,6 +52,23 @@ def regularization_doc(gates, states):
       Ghahramani 2016).
 
     Kept units are scaled by `1 / (1 - rate)`.
+"""
+
+
+def args_doc(keras_name):
+    """The docstring's `Args:` block, for a cell or layer mirroring
+    `keras.layers.<keras_name>`."""
+    return f"""
+    Args:
+        units: int, dimensionality of the output space.
+        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
+            floats in [0, 1), the fractions to DROP. Default to 0.
+        per_gate_masks: bool. Defaults to `False`.
+        share_input_mask: bool. Defaults to `True`.
+        seed: optional int. Defaults to `None` (a seed is drawn once and kept
+            in the config).
+        **kwargs: every other argument of `keras.layers.{keras_name}`, with
+            the same defaults.
 """
 
 
@@ -308,9 +327,9 @@ class VariationalRNN(keras.layers.RNN):
     own loop then runs the cell on the projected inputs, with masking,
     `go_backwards`, `unroll` and `stateful` exactly as in Keras.
 
-    A subclass names its cell class and the Keras cell arguments it takes
-    (`_cell_class`, `_cell_args`); it gets the matching constructor,
-    properties and config.
+    A subclass names its cell class (`_cell_class`); the Keras cell
+    arguments it accepts are read from the Keras cell's signature, and it
+    gets the matching constructor, properties and config.
     """
 
     _cell_class = None
@@ -320,6 +339,15 @@ class VariationalRNN(keras.layers.RNN):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        keras_cell = next(
+            c for c in cls._cell_class.__mro__ if c.__module__.startswith("keras.")
+        )
+        own = {"self", "units", "kwargs", *REG_ARGS}
+        cls._cell_args = tuple(
+            name
+            for name in inspect.signature(keras_cell.__init__).parameters
+            if name not in own
+        )
         for name in ("units", *cls._cell_args, *REG_ARGS):
             setattr(cls, name, _forward(name))
 

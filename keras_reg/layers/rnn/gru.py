@@ -6,24 +6,9 @@ from keras import ops
 from keras_reg.layers.rnn.base import (
     VariationalCell,
     VariationalRNN,
+    args_doc,
     gated_matmul,
     regularization_doc,
-)
-
-_CELL_ARGS = (
-    "activation",
-    "recurrent_activation",
-    "use_bias",
-    "kernel_initializer",
-    "recurrent_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
-    "reset_after",
 )
 
 
@@ -55,15 +40,9 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
     converge until per-gate masks came back (keras-team/keras#20276); try
     `per_gate_masks=True` when a GRU with `recurrent_dropout` stalls.
 
-    Args:
-        units: int, dimensionality of the output space.
-        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
-            floats in [0, 1), the fractions to DROP. Default to 0.
-        per_gate_masks: bool. Defaults to `False`.
-        share_input_mask: bool. Defaults to `True`.
-        seed: optional int. Defaults to `None`.
-        **kwargs: every other argument of `keras.layers.GRUCell`.
-
+"""
+        + args_doc("GRUCell")
+        + """
     Call arguments:
         inputs: 2D tensor `(batch, features)`.
         states: the state `(batch, units)` (or a list holding it).
@@ -139,15 +118,9 @@ class VariationalGRU(VariationalRNN):
 """
         + regularization_doc("three", "`h`")
         + """
-    Args:
-        units: int, dimensionality of the output space.
-        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
-            floats in [0, 1), the fractions to DROP. Default to 0.
-        per_gate_masks: bool. Defaults to `False`.
-        share_input_mask: bool. Defaults to `True`.
-        seed: optional int. Defaults to `None`.
-        **kwargs: every other argument of `keras.layers.GRU`.
-
+"""
+        + args_doc("GRU")
+        + """
     Call arguments:
         sequences: 3D tensor `(batch, time, features)`.
         initial_state: optional tensor `(batch, units)`.
@@ -168,5 +141,4 @@ class VariationalGRU(VariationalRNN):
 
     _cell_class = VariationalGRUCell
     _cell_name = "variational_gru_cell"
-    _cell_args = _CELL_ARGS
     _has_use_cudnn = True

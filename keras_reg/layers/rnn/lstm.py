@@ -6,27 +6,12 @@ from keras import ops
 from keras_reg.layers.rnn.base import (
     VariationalCell,
     VariationalRNN,
+    args_doc,
     gated_matmul,
     regularization_doc,
 )
 
 _DOC_REGULARIZATION = regularization_doc("four", "`h` and `c`")
-
-_CELL_ARGS = (
-    "activation",
-    "recurrent_activation",
-    "use_bias",
-    "kernel_initializer",
-    "recurrent_initializer",
-    "bias_initializer",
-    "unit_forget_bias",
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
-)
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
@@ -46,16 +31,9 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
 """
         + _DOC_REGULARIZATION
         + """
-    Args:
-        units: int, dimensionality of the output space.
-        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
-            floats in [0, 1), the fractions to DROP. Default to 0.
-        per_gate_masks: bool. Defaults to `False`.
-        share_input_mask: bool. Defaults to `True`.
-        seed: optional int. Defaults to `None` (drawn once, kept in the
-            config).
-        **kwargs: every other argument of `keras.layers.LSTMCell`.
-
+"""
+        + args_doc("LSTMCell")
+        + """
     Call arguments:
         inputs: 2D tensor `(batch, features)`.
         states: list of two 2D tensors `(batch, units)`: `h` and `c`.
@@ -104,15 +82,9 @@ class VariationalLSTM(VariationalRNN):
 """
         + _DOC_REGULARIZATION
         + """
-    Args:
-        units: int, dimensionality of the output space.
-        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
-            floats in [0, 1), the fractions to DROP. Default to 0.
-        per_gate_masks: bool. Defaults to `False`.
-        share_input_mask: bool. Defaults to `True`.
-        seed: optional int. Defaults to `None`.
-        **kwargs: every other argument of `keras.layers.LSTM`.
-
+"""
+        + args_doc("LSTM")
+        + """
     Call arguments:
         sequences: 3D tensor `(batch, time, features)`.
         initial_state: optional list of two tensors `(batch, units)`.
@@ -135,5 +107,4 @@ class VariationalLSTM(VariationalRNN):
 
     _cell_class = VariationalLSTMCell
     _cell_name = "variational_lstm_cell"
-    _cell_args = _CELL_ARGS
     _has_use_cudnn = True

@@ -6,22 +6,9 @@ from keras import ops
 from keras_reg.layers.rnn.base import (
     VariationalCell,
     VariationalRNN,
+    args_doc,
     gated_matmul,
     regularization_doc,
-)
-
-_CELL_ARGS = (
-    "activation",
-    "use_bias",
-    "kernel_initializer",
-    "recurrent_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
 )
 
 
@@ -40,16 +27,9 @@ class VariationalSimpleRNNCell(VariationalCell, keras.layers.SimpleRNNCell):
 """
         + regularization_doc("(one)", "`h`")
         + """
-    Args:
-        units: int, dimensionality of the output space.
-        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
-            floats in [0, 1), the fractions to DROP. Default to 0.
-        per_gate_masks: bool; a SimpleRNN has one gate, so it changes
-            nothing. Defaults to `False`.
-        share_input_mask: bool. Defaults to `True`.
-        seed: optional int. Defaults to `None`.
-        **kwargs: every other argument of `keras.layers.SimpleRNNCell`.
-
+"""
+        + args_doc("SimpleRNNCell")
+        + """
     Call arguments:
         inputs: 2D tensor `(batch, features)`.
         states: the state `(batch, units)` (or a list holding it).
@@ -90,16 +70,9 @@ class VariationalSimpleRNN(VariationalRNN):
 """
         + regularization_doc("(one)", "`h`")
         + """
-    Args:
-        units: int, dimensionality of the output space.
-        dropout, recurrent_dropout, output_dropout, weight_dropout, zoneout:
-            floats in [0, 1), the fractions to DROP. Default to 0.
-        per_gate_masks: bool; changes nothing for one gate. Defaults to
-            `False`.
-        share_input_mask: bool. Defaults to `True`.
-        seed: optional int. Defaults to `None`.
-        **kwargs: every other argument of `keras.layers.SimpleRNN`.
-
+"""
+        + args_doc("SimpleRNN")
+        + """
     Call arguments:
         sequences: 3D tensor `(batch, time, features)`.
         initial_state: optional tensor `(batch, units)`.
@@ -118,4 +91,3 @@ class VariationalSimpleRNN(VariationalRNN):
 
     _cell_class = VariationalSimpleRNNCell
     _cell_name = "variational_simple_rnn_cell"
-    _cell_args = _CELL_ARGS
