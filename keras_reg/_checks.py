@@ -113,3 +113,29 @@ def check_rank(layer, shape, expected, what):
             f"Layer '{layer.name}' ({type(layer).__name__}) expects inputs of "
             f"rank {ranks} ({what}). Received: input_shape={tuple(shape)}"
         )
+
+
+def check_positive_float(name, value):
+    """Returns `value` as a float if it is finite and > 0, else raises."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _invalid(name, "a positive float", value)
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise _invalid(name, "a positive float", value)
+    return value
+
+
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise _invalid(name, "a bool", value)
+    return value
+
+
+def get_initializer(name, value):
+    """`keras.initializers.get(value)`, with an error naming the argument."""
+    import keras
+
+    try:
+        return keras.initializers.get(value)
+    except ValueError:
+        raise _invalid(name, "an initializer instance or name", value) from None

@@ -70,6 +70,17 @@ def recurrent_outputs():
         ),
         "gru": layers.VariationalGRU(3, per_gate_masks=True, **regs),
         "simple_rnn": layers.VariationalSimpleRNN(3, **regs),
+        "ln_lstm": layers.LayerNormLSTM(3, **regs),
+        "ln_gru": layers.LayerNormGRU(3, per_gate_masks=True, **regs),
+        "ln_simple_rnn": layers.LayerNormSimpleRNN(3, **regs),
+        "wrapper": keras.layers.RNN(
+            layers.LayerNormWrapper(
+                layers.VariationalGRUCell(
+                    3, dropout=0.3, recurrent_dropout=0.3, weight_dropout=0.2, seed=22
+                )
+            ),
+            return_sequences=True,
+        ),
     }
     out = {}
     for name, layer in cases.items():

@@ -5,9 +5,22 @@ from keras_reg.layers.dropout import (
     InvertedDropout,
     TimeSharedDropout,
 )
-from keras_reg.layers.rnn.gru import VariationalGRU, VariationalGRUCell
-from keras_reg.layers.rnn.lstm import VariationalLSTM, VariationalLSTMCell
+from keras_reg.layers.rnn.gru import (
+    LayerNormGRU,
+    LayerNormGRUCell,
+    VariationalGRU,
+    VariationalGRUCell,
+)
+from keras_reg.layers.rnn.layer_norm_wrapper import LayerNormWrapper
+from keras_reg.layers.rnn.lstm import (
+    LayerNormLSTM,
+    LayerNormLSTMCell,
+    VariationalLSTM,
+    VariationalLSTMCell,
+)
 from keras_reg.layers.rnn.simple_rnn import (
+    LayerNormSimpleRNN,
+    LayerNormSimpleRNNCell,
     VariationalSimpleRNN,
     VariationalSimpleRNNCell,
 )
@@ -18,6 +31,13 @@ __all__ = [
     "DropPath",
     "EmbeddingDropout",
     "InvertedDropout",
+    "LayerNormGRU",
+    "LayerNormGRUCell",
+    "LayerNormLSTM",
+    "LayerNormLSTMCell",
+    "LayerNormSimpleRNN",
+    "LayerNormSimpleRNNCell",
+    "LayerNormWrapper",
     "TimeSharedDropout",
     "VariationalGRU",
     "VariationalGRUCell",

@@ -24,6 +24,7 @@ import keras
 from keras import ops
 
 from keras_reg import _random
+from keras_reg._checks import check_bool, check_positive_float
 from keras_reg.layers._stochastic import Rate, Stochastic
 
 RATES = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout", "zoneout")
@@ -82,7 +83,10 @@ class VariationalCell(Stochastic):
     gate blocks its kernels hold) and implements `_project(inputs,
     input_mask)`, returning the input side of the pre-activations, and
     `_step(xw, states, recurrent_mask, recurrent_kernel)`, returning the new
-    states (the output `h` first).
+    states (the output `h` first). Both pass the pre-activations they
+    compute through `_normalize(which, v)`, the identity here, layer
+    normalization in `LayerNormCell`: a cell type's equations are written
+    once for its variational and its LayerNorm variant.
     """
 
     dropout = Rate()
@@ -112,17 +116,8 @@ class VariationalCell(Stochastic):
         self.output_dropout = output_dropout
         self.weight_dropout = weight_dropout
         self.zoneout = zoneout
-        for name, value in (
-            ("per_gate_masks", per_gate_masks),
-            ("share_input_mask", share_input_mask),
-        ):
-            if not isinstance(value, bool):
-                raise ValueError(
-                    f"Invalid value received for argument `{name}`. Expected "
-                    f"a bool. Received: {name}={value!r}"
-                )
-        self.per_gate_masks = per_gate_masks
-        self.share_input_mask = share_input_mask
+        self.per_gate_masks = check_bool("per_gate_masks", per_gate_masks)
+        self.share_input_mask = check_bool("share_input_mask", share_input_mask)
         # A regularizer that is 0 at construction is left out of the graph
         # (it costs nothing); one that is positive can be rescheduled freely.
         object.__setattr__(
@@ -252,6 +247,10 @@ class VariationalCell(Stochastic):
             output = output * masks["output"]
         return output, new_states
 
+    def _normalize(self, which, v):
+        """The identity; `LayerNormCell` normalizes `v` here."""
+        return v
+
     def _zoneout(self, old, new, keep_new, training):
         if not self._active["zoneout"]:
             return new
@@ -280,6 +279,62 @@ class VariationalCell(Stochastic):
             "share_input_mask": self.share_input_mask,
         }
         return {**super().get_config(), **config}
+
+
+class LayerNormCell(VariationalCell):
+    """Mixin: a variational cell whose pre-activations are layer-normalized.
+
+    `LN(v) = gamma * (v - mean(v)) / sqrt(var(v) + epsilon) + beta` over
+    the last axis, with the biased variance, computed in at least float32
+    (Keras' `ops.layer_normalization`). The host cell's `build` calls
+    `_add_norm(which, size, ...)` for each normalization, after the Keras
+    cell's own weights, so the weights keep TensorFlow Addons' order.
+    """
+
+    _epsilon_arg = "norm_epsilon"
+
+    def _init_norm(self, epsilon):
+        self._norm_epsilon = check_positive_float(self._epsilon_arg, epsilon)
+        object.__setattr__(self, "_norm_weights", {})
+
+    def _add_norm(
+        self,
+        which,
+        size,
+        gamma_initializer,
+        beta_initializer=None,
+        gamma_regularizer=None,
+        gamma_constraint=None,
+    ):
+        gamma = self.add_weight(
+            shape=(size,),
+            name=f"{which}_norm_gamma",
+            initializer=gamma_initializer,
+            regularizer=gamma_regularizer,
+            constraint=gamma_constraint,
+        )
+        beta = None
+        if beta_initializer is not None:
+            beta = self.add_weight(
+                shape=(size,), name=f"{which}_norm_beta", initializer=beta_initializer
+            )
+        self._norm_weights[which] = (gamma, beta)
+
+    def _normalize(self, which, v):
+        gamma, beta = self._norm_weights[which]
+        return ops.layer_normalization(
+            v, gamma=gamma, beta=beta, epsilon=self._norm_epsilon
+        )
+
+
+def norm_args_doc(epsilon_default):
+    return f"""        norm_gamma_initializer: initializer of the LayerNorm scales.
+            Defaults to `"ones"`.
+        norm_beta_initializer: initializer of the LayerNorm offsets.
+            Defaults to `"zeros"`.
+        norm_epsilon: float > 0 added to the variance. Defaults to
+            `{epsilon_default}`.
+"""
 
 
 def gated_matmul(x, mask, kernel):
@@ -339,15 +394,17 @@ class VariationalRNN(keras.layers.RNN):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        keras_cell = next(
-            c for c in cls._cell_class.__mro__ if c.__module__.startswith("keras.")
-        )
+        # The cell's own arguments (a LayerNorm cell's epsilon, ...), then
+        # the Keras cell's, read from the constructors' signatures.
         own = {"self", "units", "kwargs", *REG_ARGS}
-        cls._cell_args = tuple(
-            name
-            for name in inspect.signature(keras_cell.__init__).parameters
-            if name not in own
-        )
+        names = []
+        for klass in cls._cell_class.__mro__:
+            if "__init__" in vars(klass):
+                params = inspect.signature(klass.__init__).parameters
+                names += [n for n in params if n not in own and n not in names]
+            if klass.__module__.startswith("keras."):
+                break
+        cls._cell_args = tuple(names)
         for name in ("units", *cls._cell_args, *REG_ARGS):
             setattr(cls, name, _forward(name))
 

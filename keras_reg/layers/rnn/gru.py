@@ -1,13 +1,20 @@
-"""GRU with shared-mask dropout: the cell, its equations, the layer."""
+"""GRU cells and layers: shared-mask dropout, and its LayerNorm variant.
+
+The equations live in `VariationalGRUCell._project` and `._step`; the
+LayerNorm cell is the same cell with `_normalize` switched on.
+"""
 
 import keras
 from keras import ops
 
+from keras_reg._checks import get_initializer
 from keras_reg.layers.rnn.base import (
+    LayerNormCell,
     VariationalCell,
     VariationalRNN,
     args_doc,
     gated_matmul,
+    norm_args_doc,
     regularization_doc,
 )
 
@@ -69,7 +76,7 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
         return self.bias, None
 
     def _project(self, inputs, input_mask):
-        xw = gated_matmul(inputs, input_mask, self.kernel)
+        xw = self._normalize("kernel", gated_matmul(inputs, input_mask, self.kernel))
         input_bias, _ = self._biases()
         return xw if input_bias is None else ops.add(xw, input_bias)
 
@@ -88,6 +95,7 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
                     [ops.matmul(h_z, k_z), ops.matmul(h_r, k_r), ops.matmul(h_h, k_h)],
                     axis=-1,
                 )
+            rec = self._normalize("recurrent", rec)
             if recurrent_bias is not None:
                 rec = ops.add(rec, recurrent_bias)
             r_z, r_r, r_h = ops.split(rec, 3, axis=-1)
@@ -141,4 +149,136 @@ class VariationalGRU(VariationalRNN):
 
     _cell_class = VariationalGRUCell
     _cell_name = "variational_gru_cell"
+    _has_use_cudnn = True
+
+
+_DOC_LAYER_NORM = """
+    Equations (`LN` over the last axis; Keras' gate order z, r, h and
+    `reset_after=True`, the only mode):
+
+        xz, xr, xh = split(LN(x @ kernel) + input_bias, 3)
+        hz, hr, hh = split(LN(h_prev @ recurrent_kernel) + recurrent_bias, 3)
+        z = sigmoid(xz + hz); r = sigmoid(xr + hr)
+        h = z * h_prev + (1 - z) * tanh(xh + r * hh)
+
+    Weights, in order: `kernel`, `recurrent_kernel`, `bias` (`(2, 3 *
+    units)`), then gamma and beta of the kernel and recurrent norms.
+"""
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class LayerNormGRUCell(LayerNormCell, VariationalGRUCell):
+    __doc__ = (
+        """GRU cell with layer normalization and the regularization of
+    `VariationalGRUCell`.
+"""
+        + _DOC_LAYER_NORM
+        + regularization_doc("three", "`h`")
+        + """
+"""
+        + args_doc("GRUCell")
+        + norm_args_doc("1e-3")
+        + """
+    Call arguments:
+        inputs: 2D tensor `(batch, features)`.
+        states: the state `(batch, units)` (or a list holding it).
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> cell = keras_reg.layers.LayerNormGRUCell(32, recurrent_dropout=0.25)
+    >>> layer = keras.layers.RNN(cell)
+
+    Reference:
+        Ba, Kiros & Hinton, 2016, "Layer Normalization".
+    """
+    )
+
+    def __init__(
+        self,
+        units,
+        norm_gamma_initializer="ones",
+        norm_beta_initializer="zeros",
+        norm_epsilon=1e-3,
+        **kwargs,
+    ):
+        reset_after = kwargs.get("reset_after", True)
+        if reset_after is not True:
+            raise ValueError(
+                "Invalid value received for argument `reset_after`. "
+                f"{type(self).__name__} supports only `reset_after=True`. "
+                f"Received: reset_after={reset_after!r}"
+            )
+        super().__init__(units, **kwargs)
+        self.norm_gamma_initializer = get_initializer(
+            "norm_gamma_initializer", norm_gamma_initializer
+        )
+        self.norm_beta_initializer = get_initializer(
+            "norm_beta_initializer", norm_beta_initializer
+        )
+        self._init_norm(norm_epsilon)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for which in ("kernel", "recurrent"):
+            self._add_norm(
+                which,
+                3 * self.units,
+                self.norm_gamma_initializer,
+                self.norm_beta_initializer,
+            )
+
+    @property
+    def norm_epsilon(self):
+        return self._norm_epsilon
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "norm_gamma_initializer": keras.initializers.serialize(
+                self.norm_gamma_initializer
+            ),
+            "norm_beta_initializer": keras.initializers.serialize(
+                self.norm_beta_initializer
+            ),
+            "norm_epsilon": self.norm_epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class LayerNormGRU(VariationalRNN):
+    __doc__ = (
+        """GRU layer with layer normalization (`LayerNormGRUCell`) and masks
+    shared across time steps.
+
+    Takes every argument of `keras.layers.GRU` (`reset_after` must stay
+    `True`), the LayerNorm arguments of `LayerNormGRUCell` and the
+    regularization below. `LN(x @ kernel)` of all steps runs before the
+    time loop.
+"""
+        + _DOC_LAYER_NORM
+        + regularization_doc("three", "`h`")
+        + """
+"""
+        + args_doc("GRU")
+        + norm_args_doc("1e-3")
+        + """
+    Call arguments:
+        sequences: 3D tensor `(batch, time, features)`.
+        initial_state: optional tensor `(batch, units)`.
+        mask: optional boolean tensor `(batch, time)`.
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> inputs = keras.Input((None, 16))
+    >>> x = keras_reg.layers.LayerNormGRU(64, recurrent_dropout=0.2)(inputs)
+
+    Reference:
+        Ba, Kiros & Hinton, 2016, "Layer Normalization".
+    """
+    )
+
+    _cell_class = LayerNormGRUCell
+    _cell_name = "layer_norm_gru_cell"
     _has_use_cudnn = True

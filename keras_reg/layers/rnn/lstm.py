@@ -1,13 +1,20 @@
-"""LSTM with shared-mask dropout: the cell, its equations, the layer."""
+"""LSTM cells and layers: shared-mask dropout, and its LayerNorm variant.
+
+The equations live in `VariationalLSTMCell._project` and `._step`; the
+LayerNorm cell is the same cell with `_normalize` switched on.
+"""
 
 import keras
 from keras import ops
 
+from keras_reg._checks import get_initializer
 from keras_reg.layers.rnn.base import (
+    LayerNormCell,
     VariationalCell,
     VariationalRNN,
     args_doc,
     gated_matmul,
+    norm_args_doc,
     regularization_doc,
 )
 
@@ -54,16 +61,18 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
     _gates = 4
 
     def _project(self, inputs, input_mask):
-        xw = gated_matmul(inputs, input_mask, self.kernel)
+        xw = self._normalize("kernel", gated_matmul(inputs, input_mask, self.kernel))
         return ops.add(xw, self.bias) if self.use_bias else xw
 
     def _step(self, xw, states, recurrent_mask, recurrent_kernel):
         h_prev, c_prev = states
-        z = ops.add(xw, gated_matmul(h_prev, recurrent_mask, recurrent_kernel))
+        hw = gated_matmul(h_prev, recurrent_mask, recurrent_kernel)
+        z = ops.add(xw, self._normalize("recurrent", hw))
         i, f, g, o = ops.split(z, 4, axis=-1)
         c = self.recurrent_activation(f) * c_prev + self.recurrent_activation(
             i
         ) * self.activation(g)
+        c = self._normalize("state", c)
         h = self.recurrent_activation(o) * self.activation(c)
         return [h, c]
 
@@ -107,4 +116,136 @@ class VariationalLSTM(VariationalRNN):
 
     _cell_class = VariationalLSTMCell
     _cell_name = "variational_lstm_cell"
+    _has_use_cudnn = True
+
+
+_DOC_LAYER_NORM = """
+    Equations (Ba et al. 2016; TensorFlow Addons' `LayerNormLSTMCell`),
+    with `LN` over the last axis and masks on `x` and `h_prev` as in
+    `VariationalLSTMCell`:
+
+        z = LN(x @ kernel) + LN(h_prev @ recurrent_kernel) + bias
+        i, f, g, o = split(z, 4)
+        c = LN(sigmoid(f) * c_prev + sigmoid(i) * tanh(g))  # carried
+        h = sigmoid(o) * tanh(c)
+
+    (`sigmoid` and `tanh` stand for `recurrent_activation` and
+    `activation`.) Weights, in order: `kernel`, `recurrent_kernel`, `bias`,
+    then gamma and beta of the kernel, recurrent and state norms: the order
+    of TensorFlow Addons, so `cell.set_weights(tfa_cell.get_weights())`
+    reproduces a TFA cell.
+"""
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class LayerNormLSTMCell(LayerNormCell, VariationalLSTMCell):
+    __doc__ = (
+        """LSTM cell with layer normalization, compatible with TensorFlow
+    Addons, and the regularization of `VariationalLSTMCell`.
+"""
+        + _DOC_LAYER_NORM
+        + _DOC_REGULARIZATION
+        + """
+"""
+        + args_doc("LSTMCell")
+        + norm_args_doc("1e-3")
+        + """
+    Call arguments:
+        inputs: 2D tensor `(batch, features)`.
+        states: list of two 2D tensors `(batch, units)`: `h` and `c`.
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> cell = keras_reg.layers.LayerNormLSTMCell(32, recurrent_dropout=0.25)
+    >>> layer = keras.layers.RNN(cell, return_sequences=True)
+
+    Reference:
+        Ba, Kiros & Hinton, 2016, "Layer Normalization".
+    """
+    )
+
+    def __init__(
+        self,
+        units,
+        norm_gamma_initializer="ones",
+        norm_beta_initializer="zeros",
+        norm_epsilon=1e-3,
+        **kwargs,
+    ):
+        super().__init__(units, **kwargs)
+        self.norm_gamma_initializer = get_initializer(
+            "norm_gamma_initializer", norm_gamma_initializer
+        )
+        self.norm_beta_initializer = get_initializer(
+            "norm_beta_initializer", norm_beta_initializer
+        )
+        self._init_norm(norm_epsilon)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for which, size in (
+            ("kernel", 4 * self.units),
+            ("recurrent", 4 * self.units),
+            ("state", self.units),
+        ):
+            self._add_norm(
+                which, size, self.norm_gamma_initializer, self.norm_beta_initializer
+            )
+
+    @property
+    def norm_epsilon(self):
+        return self._norm_epsilon
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "norm_gamma_initializer": keras.initializers.serialize(
+                self.norm_gamma_initializer
+            ),
+            "norm_beta_initializer": keras.initializers.serialize(
+                self.norm_beta_initializer
+            ),
+            "norm_epsilon": self.norm_epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class LayerNormLSTM(VariationalRNN):
+    __doc__ = (
+        """LSTM layer with layer normalization (`LayerNormLSTMCell`) and masks
+    shared across time steps.
+
+    Takes every argument of `keras.layers.LSTM`, the LayerNorm arguments of
+    `LayerNormLSTMCell` and the regularization below. `LN(x @ kernel)` of
+    all steps runs before the time loop, as one matmul and one
+    normalization.
+"""
+        + _DOC_LAYER_NORM
+        + _DOC_REGULARIZATION
+        + """
+"""
+        + args_doc("LSTM")
+        + norm_args_doc("1e-3")
+        + """
+    Call arguments:
+        sequences: 3D tensor `(batch, time, features)`.
+        initial_state: optional list of two tensors `(batch, units)`.
+        mask: optional boolean tensor `(batch, time)`.
+        training: bool. Defaults to `False`.
+
+    Example:
+
+    >>> inputs = keras.Input((None, 16))
+    >>> x = keras_reg.layers.LayerNormLSTM(
+    ...     64, dropout=0.2, recurrent_dropout=0.2, return_sequences=True
+    ... )(inputs)
+
+    Reference:
+        Ba, Kiros & Hinton, 2016, "Layer Normalization".
+    """
+    )
+
+    _cell_class = LayerNormLSTMCell
+    _cell_name = "layer_norm_lstm_cell"
     _has_use_cudnn = True
