@@ -343,8 +343,73 @@ def recurrent_vs_keras():
     return rows
 
 
+def layer_norm_vs_keras():
+    """Issue 5: LayerNorm layers against the Keras layer with dropout."""
+    from keras_reg.layers import LayerNormGRU, LayerNormLSTM
+
+    group = "LayerNorm layers vs Keras, train step, B=64 T=100 F=32 units=128"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 100, 32)).astype("float32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+    regs = {"dropout": 0.2, "recurrent_dropout": 0.2}
+    rows = []
+    for name, ours, keras_cls in (
+        ("LSTM", LayerNormLSTM, keras.layers.LSTM),
+        ("GRU", LayerNormGRU, keras.layers.GRU),
+    ):
+        rows.append(
+            _row(
+                group,
+                f"LayerNorm{name}(dropout=.2, recurrent_dropout=.2)",
+                f"{name}(dropout=.2, recurrent_dropout=.2)",
+                "<= 1.0",
+                interleaved(
+                    _rnn_step(ours(128, seed=1, **regs), x, y),
+                    _rnn_step(keras_cls(128, **regs), x, y),
+                    10,
+                    2,
+                ),
+            )
+        )
+    return rows
+
+
+def mc_predict_vs_predict():
+    """Issue 6: mc_predict(samples=30) against 30 calls of model.predict."""
+    from keras_reg.inference import mc_predict
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 64)).astype("float32")
+    inputs = keras.Input((64,))
+    h = keras.layers.Dense(256, activation="relu")(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = InvertedDropout(0.3, seed=1)(h)
+    h = keras.layers.Dense(256, activation="relu")(h)
+    h = InvertedDropout(0.3, seed=2)(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(h))
+
+    def ours():
+        mc_predict(model, x, samples=30, batch_size=256)
+
+    def reference():
+        for _ in range(30):
+            model.predict(x, batch_size=256, verbose=0)
+
+    return [
+        _row(
+            "Monte Carlo dropout, 1,000 rows, 30 samples",
+            "mc_predict(model, x, samples=30)",
+            "30 x model.predict(x)",
+            "<= 1.2",
+            interleaved(ours, reference, 5, 1),
+        )
+    ]
+
+
 FIGURES = {
     "dropout": dropout_vs_keras,
     "portable": portable_vs_native,
     "recurrent": recurrent_vs_keras,
+    "layer_norm": layer_norm_vs_keras,
+    "mc_predict": mc_predict_vs_predict,
 }

@@ -5,6 +5,6 @@ Runs unchanged on the TensorFlow, PyTorch and JAX backends.
 
 __version__ = "0.1.0"
 
-from keras_reg import callbacks, config, layers  # noqa: E402
+from keras_reg import callbacks, config, inference, layers  # noqa: E402
 
-__all__ = ["__version__", "callbacks", "config", "layers"]
+__all__ = ["__version__", "callbacks", "config", "inference", "layers"]

@@ -22,8 +22,19 @@ def _walk(layer):
         yield from _walk(child)
 
 
+def _rate_names(layer):
+    """The rates a schedule sets on `layer`: a dropout layer's `rate`; every
+    regularizer a cell was built with (its rates that started above 0)."""
+    if not isinstance(layer, Stochastic):
+        return ()
+    if "rate" in type(layer)._rate_names():
+        return ("rate",)
+    active = layer.__dict__.get("_active", {})
+    return tuple(name for name in type(layer)._rate_names() if active.get(name))
+
+
 def _scheduled(layer):
-    return isinstance(layer, Stochastic) and "rate" in type(layer)._rate_names()
+    return bool(_rate_names(layer))
 
 
 class DropoutScheduler(keras.callbacks.Callback):
@@ -31,18 +42,21 @@ class DropoutScheduler(keras.callbacks.Callback):
 
     Assigns `schedule(epoch)` (or `schedule(epoch, rate)`, where `rate` is
     the rate in force) to the `rate` of every keras_reg dropout layer of the
-    model, or only of `layers`. keras_reg rates live in layer state, so the
-    new rate takes effect at the next batch without recompiling, on every
-    backend. The rate is logged as `dropout_rate` in `history.history`.
+    model, and to every regularization rate that a keras_reg recurrent cell
+    was built with (those above 0 at construction: `dropout`,
+    `recurrent_dropout`, `output_dropout`, `weight_dropout`, `zoneout`), or
+    only to `layers`. keras_reg rates live in layer state, so the new rate
+    takes effect at the next batch without recompiling, on every backend.
+    The rate is logged as `dropout_rate` in `history.history`.
 
     Args:
         schedule: a function of the epoch index (from 0), or of the epoch and
             the current rate, that returns the rate to DROP, in [0, 1).
             `keras_reg.callbacks.early_dropout` and `linear_ramp` build common
             ones.
-        layers: optional list of layers to schedule. Defaults to `None`:
-            every keras_reg dropout layer in the model, nested models
-            included.
+        layers: optional list of layers to schedule (dropout layers, cells
+            or sequence layers). Defaults to `None`: every keras_reg dropout
+            layer and cell in the model, nested models included.
         verbose: int; 1 prints the rate when it changes. Defaults to 0.
 
     Example:
@@ -65,13 +79,13 @@ class DropoutScheduler(keras.callbacks.Callback):
         self.schedule = schedule
         self._takes_rate = _positional_arity(schedule) >= 2
         if layers is not None:
-            layers = list(layers)
+            layers = [getattr(layer, "cell", layer) for layer in layers]
             for layer in layers:
                 if not _scheduled(layer):
                     raise ValueError(
                         "Invalid value received for argument `layers`. "
-                        "Expected keras_reg dropout layers. Received: "
-                        f"{layer!r}"
+                        "Expected keras_reg dropout layers or recurrent "
+                        f"layers with a rate above 0. Received: {layer!r}"
                     )
         self.layers = layers
         self.verbose = verbose
@@ -92,8 +106,12 @@ class DropoutScheduler(keras.callbacks.Callback):
                 f"'{self.model.name}'. Pass `layers=` or add one."
             )
 
+    def _current(self):
+        first = self._targets[0]
+        return getattr(first, _rate_names(first)[0])
+
     def on_epoch_begin(self, epoch, logs=None):
-        current = self._targets[0].rate
+        current = self._current()
         if self._takes_rate:
             rate = self.schedule(epoch, current)
         else:
@@ -106,13 +124,14 @@ class DropoutScheduler(keras.callbacks.Callback):
                 f"epoch {epoch}: {rate!r}. Expected a float in [0, 1)."
             ) from None
         for layer in self._targets:
-            layer.rate = rate
+            for name in _rate_names(layer):
+                setattr(layer, name, rate)
         if self.verbose and rate != current:
             print(f"\nEpoch {epoch + 1}: DropoutScheduler set the rate to {rate}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["dropout_rate"] = self._targets[0].rate
+            logs["dropout_rate"] = self._current()
 
 
 def _positional_arity(fn):

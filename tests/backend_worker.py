@@ -95,6 +95,22 @@ def recurrent_outputs():
     return out
 
 
+def mc_outputs():
+    """`mc_predict` with a seed, from fixed weights: the same mean and std on
+    every backend only if its masks are."""
+    inputs = keras.Input((5, 4))
+    x = layers.LayerNormLSTM(6, dropout=0.3, recurrent_dropout=0.3, seed=31)(inputs)
+    x = layers.InvertedDropout(0.4, seed=32)(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    rng = np.random.default_rng(6)
+    model.set_weights(
+        [rng.normal(size=w.shape).astype("float32") * 0.5 for w in model.weights]
+    )
+    x = rng.normal(size=(7, 5, 4)).astype("float32")
+    mean, std = keras_reg.inference.mc_predict(model, x, samples=5, seed=9)
+    return {"rnn_mc_mean": mean, "rnn_mc_std": std}
+
+
 def trained_weights(jit_compile):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 6)).astype("float32")
@@ -154,6 +170,7 @@ def main(argv):
     if mode == "masks":
         results = layer_outputs()
         results.update(recurrent_outputs())
+        results.update(mc_outputs())
         results.update(trained_weights(jit_compile="auto"))
     elif mode == "resume":
         model = keras.saving.load_model(paths[0], compile=False)

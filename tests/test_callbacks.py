@@ -4,7 +4,7 @@ import pytest
 from keras import ops
 
 from keras_reg.callbacks import DropoutScheduler, early_dropout, linear_ramp
-from keras_reg.layers import InvertedDropout, TimeSharedDropout
+from keras_reg.layers import InvertedDropout, TimeSharedDropout, VariationalSimpleRNN
 from tests.helpers import six_sigma
 
 UNITS = 4000
@@ -107,3 +107,37 @@ def test_early_dropout_and_linear_ramp_values():
         early_dropout(1.2, 3)
     with pytest.raises(ValueError, match="epochs"):
         linear_ramp(0.1, 0.2, epochs=0)
+
+
+def test_cells_are_scheduled_inside_one_fit():
+    # h_t = 1 at every step (zero kernels, unit bias, linear); the emitted
+    # output is h * mask, so its zero fraction is output_dropout.
+    inputs = keras.Input((2, 3))
+    x = VariationalSimpleRNN(
+        UNITS,
+        output_dropout=0.5,
+        activation=None,
+        kernel_initializer="zeros",
+        recurrent_initializer="zeros",
+        bias_initializer="ones",
+        seed=4,
+    )(inputs)
+    model = keras.Model(inputs, x)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0), loss="mse", metrics=[_zero_fraction]
+    )
+    rates = [0.5, 0.0, 0.2]
+    x = np.zeros((32, 2, 3), "float32")
+    history = model.fit(
+        x,
+        np.zeros((32, UNITS), "float32"),
+        batch_size=8,
+        epochs=3,
+        verbose=0,
+        callbacks=[DropoutScheduler(lambda epoch: rates[epoch])],
+    ).history
+    assert history["dropout_rate"] == rates
+    for rate, observed in zip(rates, history["_zero_fraction"], strict=True):
+        assert abs(observed - rate) < six_sigma(max(rate, 1e-3), 32 * UNITS)
+    # A regularizer the cell was built without is not part of the schedule.
+    assert model.layers[1].recurrent_dropout == 0.0

@@ -42,3 +42,26 @@ def test_version_is_declared_once():
         "version ="
         not in (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[")[0]
     )
+
+
+def test_the_api_contract_names_and_signatures():
+    import inspect
+
+    assert list(inspect.signature(keras_reg.inference.mc_predict).parameters)[:6] == [
+        "model",
+        "x",
+        "samples",
+        "batch_size",
+        "seed",
+        "return_samples",
+    ]
+    assert callable(keras_reg.inference.mc_dropout)
+    assert list(inspect.signature(keras_reg.callbacks.DropoutScheduler).parameters) == [
+        "schedule",
+        "layers",
+        "verbose",
+    ]
+    wrapper = inspect.signature(keras_reg.layers.LayerNormWrapper).parameters
+    assert list(wrapper)[:4] == ["cell", "epsilon", "center", "scale"]
+    assert wrapper["epsilon"].default == 1e-3
+    assert callable(keras_reg.config.set_rng) and callable(keras_reg.config.rng)

@@ -146,6 +146,7 @@ def test_masks_and_training_are_identical_on_every_backend(tmp_path):
 
     here = backend_worker.layer_outputs()
     here.update(backend_worker.recurrent_outputs())
+    here.update(backend_worker.mc_outputs())
     here.update(backend_worker.trained_weights(jit_compile="auto"))
     for other in {"tensorflow", "torch", "jax"} - {BACKEND}:
         theirs = _run_worker(other, "masks", tmp_path / f"{other}.npz")

@@ -14,6 +14,18 @@ from keras_reg._checks import check_rate, check_seed
 # The key of the random state in a layer's saved variables.
 _STATE_KEY = "keras_reg_random_state"
 
+# How many `keras_reg.inference.mc_dropout()` contexts are open.
+_mc_depth = 0
+
+
+def sampling(training):
+    """`training`, or `True` inside `mc_dropout()`: whether to draw masks.
+
+    Read when a layer is called (or traced): a function traced before the
+    context opened keeps what it saw then.
+    """
+    return True if _mc_depth else training
+
 
 class Rate:
     """A drop-rate attribute: validated on assignment, mirrored in the state.

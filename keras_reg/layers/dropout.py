@@ -10,7 +10,7 @@ from keras_reg._checks import (
     check_noise_shape,
     check_rank,
 )
-from keras_reg.layers._stochastic import Rate, Stochastic
+from keras_reg.layers._stochastic import Rate, Stochastic, sampling
 
 
 class _MaskedDropout(Stochastic, keras.layers.Layer):
@@ -28,7 +28,7 @@ class _MaskedDropout(Stochastic, keras.layers.Layer):
         raise NotImplementedError
 
     def call(self, inputs, training=False):
-        if not training:
+        if not sampling(training):
             return inputs
         check_floating(self, inputs.dtype)
         return _random.dropout(
@@ -244,7 +244,7 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
 
     def call(self, inputs, training=False):
         outputs = super().call(inputs)
-        if not training:
+        if not sampling(training):
             return outputs
         state = self.seed_generator
         keep = _random.keep_mask((self.input_dim,), state)

@@ -11,7 +11,7 @@ from keras_reg._checks import (
     check_positive_int,
     check_rank,
 )
-from keras_reg.layers._stochastic import Rate, Stochastic
+from keras_reg.layers._stochastic import Rate, Stochastic, sampling
 from keras_reg.layers.dropout import _MaskedDropout
 
 
@@ -152,7 +152,7 @@ class DropBlock2D(Stochastic, keras.layers.Layer):
         return ops.cast(starts, "float32")
 
     def call(self, inputs, training=False):
-        if not training:
+        if not sampling(training):
             return inputs
         check_floating(self, inputs.dtype)
         shape = ops.shape(inputs)

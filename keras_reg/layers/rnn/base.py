@@ -25,7 +25,7 @@ from keras import ops
 
 from keras_reg import _random
 from keras_reg._checks import check_bool, check_positive_float
-from keras_reg.layers._stochastic import Rate, Stochastic
+from keras_reg.layers._stochastic import Rate, Stochastic, sampling
 
 RATES = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout", "zoneout")
 
@@ -220,6 +220,7 @@ class VariationalCell(Stochastic):
     # --- one step ------------------------------------------------------------
 
     def call(self, inputs, states, training=False):
+        training = sampling(training)
         states = list(states) if isinstance(states, (list, tuple)) else [states]
         hoisted = self.__dict__.get("_hoisted")
         if hoisted is not None:
@@ -465,6 +466,7 @@ class VariationalRNN(keras.layers.RNN):
         return cls(**config)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        training = sampling(training)
         cell = self.cell
         batch, steps, features = ops.shape(sequences)
         masks = {}
