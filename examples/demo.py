@@ -1,22 +1,146 @@
-"""`make demo`: runs the example models and prints their summary.
+"""`make demo`: runs the three example models, prints one summary table and
+writes the figures and `summary.md` into `demo_output/`.
 
 make demo                  # TensorFlow
 make demo BACKEND=jax      # or torch
+
+    python -m examples.demo --quick   # tiny settings, for a smoke run
 """
 
+import argparse
+import os
 import sys
+import time
 
-from examples import digits_dropout
+import keras
+
+from examples import char_lm, cnn_digits, uncertainty
+from examples._common import OUTPUT_DIR
+
+SETTINGS = {
+    "full": {
+        "cnn_epochs": 40,
+        "lm_epochs": 8,
+        "lm_chars": 150_000,
+        "sample_length": 200,
+        "mc_epochs": 40,
+    },
+    "quick": {
+        "cnn_epochs": 1,
+        "lm_epochs": 1,
+        "lm_chars": 6_000,
+        "sample_length": 10,
+        "mc_epochs": 1,
+    },
+}
+
+
+def run(settings, output_dir=OUTPUT_DIR, progress=True, samples=30):
+    timings, figures = {}, []
+    start = time.perf_counter()
+    cnn = cnn_digits.run(settings["cnn_epochs"], progress=progress)
+    figures.append(cnn_digits.plot(cnn, output_dir))
+    timings["cnn_digits"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    lm = char_lm.run(
+        settings["lm_epochs"],
+        settings["lm_chars"],
+        progress=progress,
+        sample_length=settings["sample_length"],
+    )
+    figures.append(char_lm.plot(lm, output_dir))
+    timings["char_lm"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    mc = uncertainty.run(settings["mc_epochs"], samples=samples, progress=progress)
+    figures.append(uncertainty.plot(mc, output_dir))
+    timings["uncertainty"] = time.perf_counter() - start
+
+    rows = []
+    base, reg = cnn
+    rows.append(
+        [
+            "cnn_digits",
+            "train-val accuracy gap, baseline -> regularized",
+            f"{base['acc_gap']:.3f} -> {reg['acc_gap']:.3f}",
+        ]
+    )
+    rows.append(
+        [
+            "cnn_digits",
+            "val accuracy, baseline -> regularized",
+            f"{base['val_acc']:.3f} -> {reg['val_acc']:.3f}",
+        ]
+    )
+    for r in lm["results"]:
+        rows.append(["char_lm", f"{r['model']} val bits/char", f"{r['val_bpc']:.3f}"])
+    for r in mc["results"]:
+        rows.append(
+            ["uncertainty", f"mean predictive std, {r['set']}", f"{r['mean_std']:.3f}"]
+        )
+    for r in mc["results"]:
+        if r["auroc"] is not None:
+            rows.append(
+                ["uncertainty", f"AUROC clean vs {r['set']}", f"{r['auroc']:.3f}"]
+            )
+    summary = _summary(cnn, lm, mc, rows, timings, figures)
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "summary.md")
+    with open(path, "w") as f:
+        f.write(summary)
+    return {"rows": rows, "summary": path, "figures": figures, "timings": timings}
+
+
+def _summary(cnn, lm, mc, rows, timings, figures):
+    from examples._common import markdown_table
+
+    backend = keras.backend.backend()
+    parts = [
+        f"# keras_reg demo ({backend})",
+        "",
+        markdown_table(["example", "figure", "value"], rows),
+        "",
+        "## cnn_digits",
+        "",
+        cnn_digits.format_table(cnn),
+        "",
+        "## char_lm",
+        "",
+        char_lm.format_table(lm),
+        "",
+        f"Sample from {lm['best']}:",
+        "",
+        "```",
+        lm["sample"],
+        "```",
+        "",
+        "## uncertainty",
+        "",
+        uncertainty.format_table(mc),
+        "",
+        "## figures",
+        "",
+        *[f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figures],
+        "",
+        "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
+        "",
+    ]
+    return "\n".join(parts)
 
 
 def main(argv=None):
-    results = digits_dropout.main(argv)
-    plain, dropped = results
-    print(
-        f"\nWith InvertedDropout({dropped['rate']}), validation loss "
-        f"{plain['val_loss']:.3f} -> {dropped['val_loss']:.3f}, validation "
-        f"accuracy {plain['val_acc']:.3f} -> {dropped['val_acc']:.3f}."
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output-dir", default=OUTPUT_DIR)
+    args = parser.parse_args(argv)
+    outcome = run(SETTINGS["quick" if args.quick else "full"], args.output_dir)
+    print(f"\n=== keras_reg demo, backend {keras.backend.backend()} ===")
+    from examples._common import markdown_table
+
+    print(markdown_table(["example", "figure", "value"], outcome["rows"]))
+    print("\nwritten:", outcome["summary"], *outcome["figures"], sep="\n  ")
+    return outcome
 
 
 if __name__ == "__main__":

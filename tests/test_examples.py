@@ -3,7 +3,7 @@
 import numpy as np
 
 import keras_reg
-from examples import digits_dropout
+from examples import char_lm, cnn_digits, demo, digits_dropout, uncertainty
 
 
 def test_digits_example_trains_both_models():
@@ -30,3 +30,54 @@ def test_digits_model_places_dropout_after_hidden_layers():
         isinstance(layer, keras_reg.layers.InvertedDropout)
         for layer in digits_dropout.build_model(0.0).layers
     )
+
+
+def test_cnn_recipe_puts_regularization_where_the_seed_says():
+    import keras
+
+    model = cnn_digits.build_regularized()
+    kinds = [type(layer).__name__ for layer in model.layers]
+    # DropBlock only after the late (post-pooling) convolutions.
+    assert kinds.index("DropBlock2D") > kinds.index("MaxPooling2D")
+    assert kinds.count("DropBlock2D") == 2
+    assert kinds[-2] == "InvertedDropout"
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and not any(conv.use_bias for conv in convs)
+    assert model.output_shape == cnn_digits.build_baseline().output_shape == (None, 10)
+
+
+def test_char_lm_windows_are_next_character_targets():
+    text, vocab = char_lm.load_text(1000)
+    assert len(text) == 1000 and len(vocab) > 60
+    x, y = char_lm.windows(text, vocab)
+    assert x.shape == y.shape == ((1000 - 1) // char_lm.SEQ_LEN, char_lm.SEQ_LEN)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+    assert "".join(vocab[i] for i in x[0]) == text[: char_lm.SEQ_LEN]
+
+
+def test_auroc_matches_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    neg = rng.normal(size=40).round(1)
+    pos = rng.normal(0.5, size=30).round(1)
+    pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+    assert np.isclose(uncertainty.auroc(neg, pos), pairs)
+
+
+def test_demo_runs_every_example_and_writes_its_outputs(tmp_path):
+    outcome = demo.run(demo.SETTINGS["quick"], str(tmp_path), progress=False, samples=3)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "char_lm_bpc.png",
+        "cnn_digits_curves.png",
+        "summary.md",
+        "uncertainty_hist.png",
+    ]
+    for png in tmp_path.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 10_000
+    summary = (tmp_path / "summary.md").read_text()
+    for model in ("char_lstm", "char_variational", "char_layer_norm", "cnn_baseline"):
+        assert model in summary
+    values = [row[2] for row in outcome["rows"] if "bits/char" in row[1]]
+    assert len(values) == 3 and all(0 < float(v) < 10 for v in values)
+    assert all(np.isfinite(t) for t in outcome["timings"].values())
