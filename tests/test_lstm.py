@@ -305,3 +305,30 @@ def test_keras_rnn_cannot_draw_per_step_masks_and_says_so():
     rnn(x)  # inference is fine: zoneout is its expectation
     with pytest.raises(ValueError, match="VariationalLSTM"):
         rnn(x, training=True)
+
+
+def test_time_distributed_head_trains_under_jit_compile():
+    # XLA on TensorFlow and JAX; torch has no XLA path, so it runs eagerly.
+    jit = keras.backend.backend() != "torch"
+    inputs = keras.Input((6, 3))
+    x = VariationalLSTM(
+        5, dropout=0.3, recurrent_dropout=0.3, zoneout=0.1, return_sequences=True
+    )(inputs)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(2))(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="mse", jit_compile=jit)
+    x = RNG.normal(size=(16, 6, 3)).astype("float32")
+    y = RNG.normal(size=(16, 6, 2)).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(before, model.get_weights(), strict=True)
+    )
+    assert model.predict(x, verbose=0).shape == (16, 6, 2)
+    # Training draws masks: two training calls differ, inference does not.
+    assert not np.allclose(
+        to_numpy(model(x, training=True)), to_numpy(model(x, training=True))
+    )
+    np.testing.assert_array_equal(to_numpy(model(x)), to_numpy(model(x)))
