@@ -24,7 +24,7 @@ import keras
 from keras import ops
 
 from keras_reg import _random
-from keras_reg._checks import check_bool, check_positive_float
+from keras_reg._checks import check_bool, check_positive_float, get_initializer
 from keras_reg.layers._stochastic import Rate, Stochastic, sampling
 
 RATES = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout", "zoneout")
@@ -326,6 +326,60 @@ class LayerNormCell(VariationalCell):
         return ops.layer_normalization(
             v, gamma=gamma, beta=beta, epsilon=self._norm_epsilon
         )
+
+
+class GatedLayerNormCell(LayerNormCell):
+    """LayerNorm arguments of the gated cells (TFA's `LayerNormLSTMCell`):
+    one gamma and one beta initializer for every norm, `norm_epsilon`.
+
+    The host cell lists its norms as `_norm_sizes`: `(which, units
+    multiple)` pairs, built in that order after the Keras cell's weights.
+    """
+
+    _norm_sizes = ()
+
+    def __init__(
+        self,
+        units,
+        norm_gamma_initializer="ones",
+        norm_beta_initializer="zeros",
+        norm_epsilon=1e-3,
+        **kwargs,
+    ):
+        super().__init__(units, **kwargs)
+        self.norm_gamma_initializer = get_initializer(
+            "norm_gamma_initializer", norm_gamma_initializer
+        )
+        self.norm_beta_initializer = get_initializer(
+            "norm_beta_initializer", norm_beta_initializer
+        )
+        self._init_norm(norm_epsilon)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for which, multiple in self._norm_sizes:
+            self._add_norm(
+                which,
+                multiple * self.units,
+                self.norm_gamma_initializer,
+                self.norm_beta_initializer,
+            )
+
+    @property
+    def norm_epsilon(self):
+        return self._norm_epsilon
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "norm_gamma_initializer": keras.initializers.serialize(
+                self.norm_gamma_initializer
+            ),
+            "norm_beta_initializer": keras.initializers.serialize(
+                self.norm_beta_initializer
+            ),
+            "norm_epsilon": self.norm_epsilon,
+        }
 
 
 def norm_args_doc(epsilon_default):

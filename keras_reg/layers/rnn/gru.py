@@ -7,9 +7,8 @@ LayerNorm cell is the same cell with `_normalize` switched on.
 import keras
 from keras import ops
 
-from keras_reg._checks import get_initializer
 from keras_reg.layers.rnn.base import (
-    LayerNormCell,
+    GatedLayerNormCell,
     VariationalCell,
     VariationalRNN,
     args_doc,
@@ -167,7 +166,7 @@ _DOC_LAYER_NORM = """
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
-class LayerNormGRUCell(LayerNormCell, VariationalGRUCell):
+class LayerNormGRUCell(GatedLayerNormCell, VariationalGRUCell):
     __doc__ = (
         """GRU cell with layer normalization and the regularization of
     `VariationalGRUCell`.
@@ -194,14 +193,9 @@ class LayerNormGRUCell(LayerNormCell, VariationalGRUCell):
     """
     )
 
-    def __init__(
-        self,
-        units,
-        norm_gamma_initializer="ones",
-        norm_beta_initializer="zeros",
-        norm_epsilon=1e-3,
-        **kwargs,
-    ):
+    _norm_sizes = (("kernel", 3), ("recurrent", 3))
+
+    def __init__(self, units, **kwargs):
         reset_after = kwargs.get("reset_after", True)
         if reset_after is not True:
             raise ValueError(
@@ -210,39 +204,6 @@ class LayerNormGRUCell(LayerNormCell, VariationalGRUCell):
                 f"Received: reset_after={reset_after!r}"
             )
         super().__init__(units, **kwargs)
-        self.norm_gamma_initializer = get_initializer(
-            "norm_gamma_initializer", norm_gamma_initializer
-        )
-        self.norm_beta_initializer = get_initializer(
-            "norm_beta_initializer", norm_beta_initializer
-        )
-        self._init_norm(norm_epsilon)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        for which in ("kernel", "recurrent"):
-            self._add_norm(
-                which,
-                3 * self.units,
-                self.norm_gamma_initializer,
-                self.norm_beta_initializer,
-            )
-
-    @property
-    def norm_epsilon(self):
-        return self._norm_epsilon
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "norm_gamma_initializer": keras.initializers.serialize(
-                self.norm_gamma_initializer
-            ),
-            "norm_beta_initializer": keras.initializers.serialize(
-                self.norm_beta_initializer
-            ),
-            "norm_epsilon": self.norm_epsilon,
-        }
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")

@@ -7,9 +7,8 @@ LayerNorm cell is the same cell with `_normalize` switched on.
 import keras
 from keras import ops
 
-from keras_reg._checks import get_initializer
 from keras_reg.layers.rnn.base import (
-    LayerNormCell,
+    GatedLayerNormCell,
     VariationalCell,
     VariationalRNN,
     args_doc,
@@ -138,7 +137,7 @@ _DOC_LAYER_NORM = """
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
-class LayerNormLSTMCell(LayerNormCell, VariationalLSTMCell):
+class LayerNormLSTMCell(GatedLayerNormCell, VariationalLSTMCell):
     __doc__ = (
         """LSTM cell with layer normalization, compatible with TensorFlow
     Addons, and the regularization of `VariationalLSTMCell`.
@@ -165,49 +164,7 @@ class LayerNormLSTMCell(LayerNormCell, VariationalLSTMCell):
     """
     )
 
-    def __init__(
-        self,
-        units,
-        norm_gamma_initializer="ones",
-        norm_beta_initializer="zeros",
-        norm_epsilon=1e-3,
-        **kwargs,
-    ):
-        super().__init__(units, **kwargs)
-        self.norm_gamma_initializer = get_initializer(
-            "norm_gamma_initializer", norm_gamma_initializer
-        )
-        self.norm_beta_initializer = get_initializer(
-            "norm_beta_initializer", norm_beta_initializer
-        )
-        self._init_norm(norm_epsilon)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        for which, size in (
-            ("kernel", 4 * self.units),
-            ("recurrent", 4 * self.units),
-            ("state", self.units),
-        ):
-            self._add_norm(
-                which, size, self.norm_gamma_initializer, self.norm_beta_initializer
-            )
-
-    @property
-    def norm_epsilon(self):
-        return self._norm_epsilon
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "norm_gamma_initializer": keras.initializers.serialize(
-                self.norm_gamma_initializer
-            ),
-            "norm_beta_initializer": keras.initializers.serialize(
-                self.norm_beta_initializer
-            ),
-            "norm_epsilon": self.norm_epsilon,
-        }
+    _norm_sizes = (("kernel", 4), ("recurrent", 4), ("state", 1))
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
