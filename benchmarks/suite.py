@@ -295,15 +295,20 @@ def _rnn_predict(layer, x):
     return lambda: model.predict_on_batch(x)
 
 
+def _rnn_case():
+    """The recurrent benchmarks' batch (B=64, T=100, F=32) and dropout."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 100, 32)).astype("float32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+    return x, y, {"dropout": 0.2, "recurrent_dropout": 0.2}
+
+
 def recurrent_vs_keras():
     """Issue 4: train steps at B=64, T=100, F=32, units=128."""
     from keras_reg.layers import VariationalGRU, VariationalLSTM, VariationalSimpleRNN
 
     group = "Recurrent layers vs Keras, train step, B=64 T=100 F=32 units=128"
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 100, 32)).astype("float32")
-    y = rng.normal(size=(64, 1)).astype("float32")
-    regs = {"dropout": 0.2, "recurrent_dropout": 0.2}
+    x, y, regs = _rnn_case()
     rows = []
     for name, ours, keras_cls in (
         ("LSTM", VariationalLSTM, keras.layers.LSTM),
@@ -348,10 +353,7 @@ def layer_norm_vs_keras():
     from keras_reg.layers import LayerNormGRU, LayerNormLSTM
 
     group = "LayerNorm layers vs Keras, train step, B=64 T=100 F=32 units=128"
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 100, 32)).astype("float32")
-    y = rng.normal(size=(64, 1)).astype("float32")
-    regs = {"dropout": 0.2, "recurrent_dropout": 0.2}
+    x, y, regs = _rnn_case()
     rows = []
     for name, ours, keras_cls in (
         ("LSTM", LayerNormLSTM, keras.layers.LSTM),

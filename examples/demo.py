@@ -15,7 +15,7 @@ import time
 import keras
 
 from examples import char_lm, cnn_digits, uncertainty
-from examples._common import OUTPUT_DIR
+from examples._common import OUTPUT_DIR, markdown_table
 
 SETTINGS = {
     "full": {
@@ -93,8 +93,6 @@ def run(settings, output_dir=OUTPUT_DIR, progress=True, samples=30):
 
 
 def _summary(cnn, lm, mc, rows, timings, figures):
-    from examples._common import markdown_table
-
     backend = keras.backend.backend()
     parts = [
         f"# keras_reg demo ({backend})",
@@ -136,8 +134,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     outcome = run(SETTINGS["quick" if args.quick else "full"], args.output_dir)
     print(f"\n=== keras_reg demo, backend {keras.backend.backend()} ===")
-    from examples._common import markdown_table
-
     print(markdown_table(["example", "figure", "value"], outcome["rows"]))
     print("\nwritten:", outcome["summary"], *outcome["figures"], sep="\n  ")
     return outcome

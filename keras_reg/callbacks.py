@@ -22,7 +22,7 @@ def _walk(layer):
         yield from _walk(child)
 
 
-def _rate_names(layer):
+def _scheduled_rates(layer):
     """The rates a schedule sets on `layer`: a dropout layer's `rate`; every
     regularizer a cell was built with (its rates that started above 0)."""
     if not isinstance(layer, Stochastic):
@@ -34,7 +34,7 @@ def _rate_names(layer):
 
 
 def _scheduled(layer):
-    return bool(_rate_names(layer))
+    return bool(_scheduled_rates(layer))
 
 
 class DropoutScheduler(keras.callbacks.Callback):
@@ -108,7 +108,7 @@ class DropoutScheduler(keras.callbacks.Callback):
 
     def _current(self):
         first = self._targets[0]
-        return getattr(first, _rate_names(first)[0])
+        return getattr(first, _scheduled_rates(first)[0])
 
     def on_epoch_begin(self, epoch, logs=None):
         current = self._current()
@@ -124,7 +124,7 @@ class DropoutScheduler(keras.callbacks.Callback):
                 f"epoch {epoch}: {rate!r}. Expected a float in [0, 1)."
             ) from None
         for layer in self._targets:
-            for name in _rate_names(layer):
+            for name in _scheduled_rates(layer):
                 setattr(layer, name, rate)
         if self.verbose and rate != current:
             print(f"\nEpoch {epoch + 1}: DropoutScheduler set the rate to {rate}.")

@@ -113,7 +113,7 @@ def _seeded_state(state, seed, index):
     derived = np.random.SeedSequence([seed, index]).generate_state(1)[0]
     value[0] = int(derived) % (2**31 - 1)
     value[1] = 0
-    return value.astype(value.dtype)
+    return value
 
 
 def mc_predict(
@@ -140,9 +140,10 @@ def mc_predict(
             Defaults to `30`.
         batch_size: as for `model.predict` (default 32).
         seed: optional int. With a seed, every sampling layer draws from a
-            stream derived from it (the same result for the same seed, and,
-            in the default portable mode, on every backend), and the
-            layers' own streams are left where they were. Without one, the
+            stream derived from it (the same result for the same seed; with
+            keras_reg's layers in the default portable mode, the same on
+            every backend too), and the layers' own streams are left where
+            they were. Without one, the
             layers' own streams are used and move on. (On torch, Keras'
             dropout layers built without a seed draw from torch's global
             generator; with `seed`, it is seeded through
@@ -196,9 +197,10 @@ def mc_predict(
                         stack = keras.tree.map_structure(
                             lambda p: np.empty((samples, *np.shape(p)), p.dtype), pred
                         )
-                    keras.tree.map_structure(
-                        lambda s, p, i=i: s.__setitem__(i, p), stack, pred
-                    )
+                    for rows, p in zip(
+                        keras.tree.flatten(stack), keras.tree.flatten(pred), strict=True
+                    ):
+                        rows[i] = p
                 if progbar is not None:
                     progbar.update(i + 1)
     finally:

@@ -73,6 +73,27 @@ def args_doc(keras_name):
 """
 
 
+def cell_call_doc(states):
+    """The docstring's `Call arguments:` block of a cell."""
+    return f"""
+    Call arguments:
+        inputs: 2D tensor `(batch, features)`.
+        states: {states}.
+        training: bool. Defaults to `False`.
+"""
+
+
+def layer_call_doc(initial_state):
+    """The docstring's `Call arguments:` block of a sequence layer."""
+    return f"""
+    Call arguments:
+        sequences: 3D tensor `(batch, time, features)`.
+        initial_state: {initial_state}.
+        mask: optional boolean tensor `(batch, time)`.
+        training: bool. Defaults to `False`.
+"""
+
+
 class VariationalCell(Stochastic):
     """Mixin for a Keras cell: shared-mask dropout, weight drop, zoneout.
 

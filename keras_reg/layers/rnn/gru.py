@@ -12,7 +12,9 @@ from keras_reg.layers.rnn.base import (
     VariationalCell,
     VariationalRNN,
     args_doc,
+    cell_call_doc,
     gated_matmul,
+    layer_call_doc,
     norm_args_doc,
     regularization_doc,
 )
@@ -48,12 +50,8 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
 
 """
         + args_doc("GRUCell")
+        + cell_call_doc("the state `(batch, units)` (or a list holding it)")
         + """
-    Call arguments:
-        inputs: 2D tensor `(batch, features)`.
-        states: the state `(batch, units)` (or a list holding it).
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> cell = keras_reg.layers.VariationalGRUCell(32, recurrent_dropout=0.25)
@@ -127,13 +125,8 @@ class VariationalGRU(VariationalRNN):
         + """
 """
         + args_doc("GRU")
+        + layer_call_doc("optional tensor `(batch, units)`")
         + """
-    Call arguments:
-        sequences: 3D tensor `(batch, time, features)`.
-        initial_state: optional tensor `(batch, units)`.
-        mask: optional boolean tensor `(batch, time)`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> inputs = keras.Input((None, 16))
@@ -177,12 +170,8 @@ class LayerNormGRUCell(GatedLayerNormCell, VariationalGRUCell):
 """
         + args_doc("GRUCell")
         + norm_args_doc("1e-3")
+        + cell_call_doc("the state `(batch, units)` (or a list holding it)")
         + """
-    Call arguments:
-        inputs: 2D tensor `(batch, features)`.
-        states: the state `(batch, units)` (or a list holding it).
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> cell = keras_reg.layers.LayerNormGRUCell(32, recurrent_dropout=0.25)
@@ -223,13 +212,8 @@ class LayerNormGRU(VariationalRNN):
 """
         + args_doc("GRU")
         + norm_args_doc("1e-3")
+        + layer_call_doc("optional tensor `(batch, units)`")
         + """
-    Call arguments:
-        sequences: 3D tensor `(batch, time, features)`.
-        initial_state: optional tensor `(batch, units)`.
-        mask: optional boolean tensor `(batch, time)`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> inputs = keras.Input((None, 16))

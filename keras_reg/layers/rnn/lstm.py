@@ -12,7 +12,9 @@ from keras_reg.layers.rnn.base import (
     VariationalCell,
     VariationalRNN,
     args_doc,
+    cell_call_doc,
     gated_matmul,
+    layer_call_doc,
     norm_args_doc,
     regularization_doc,
 )
@@ -39,12 +41,8 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
         + """
 """
         + args_doc("LSTMCell")
+        + cell_call_doc("list of two 2D tensors `(batch, units)`: `h` and `c`")
         + """
-    Call arguments:
-        inputs: 2D tensor `(batch, features)`.
-        states: list of two 2D tensors `(batch, units)`: `h` and `c`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> cell = keras_reg.layers.VariationalLSTMCell(32, recurrent_dropout=0.25)
@@ -92,13 +90,8 @@ class VariationalLSTM(VariationalRNN):
         + """
 """
         + args_doc("LSTM")
+        + layer_call_doc("optional list of two tensors `(batch, units)`")
         + """
-    Call arguments:
-        sequences: 3D tensor `(batch, time, features)`.
-        initial_state: optional list of two tensors `(batch, units)`.
-        mask: optional boolean tensor `(batch, time)`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> inputs = keras.Input((None,), dtype="int32")
@@ -148,12 +141,8 @@ class LayerNormLSTMCell(GatedLayerNormCell, VariationalLSTMCell):
 """
         + args_doc("LSTMCell")
         + norm_args_doc("1e-3")
+        + cell_call_doc("list of two 2D tensors `(batch, units)`: `h` and `c`")
         + """
-    Call arguments:
-        inputs: 2D tensor `(batch, features)`.
-        states: list of two 2D tensors `(batch, units)`: `h` and `c`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> cell = keras_reg.layers.LayerNormLSTMCell(32, recurrent_dropout=0.25)
@@ -184,13 +173,8 @@ class LayerNormLSTM(VariationalRNN):
 """
         + args_doc("LSTM")
         + norm_args_doc("1e-3")
+        + layer_call_doc("optional list of two tensors `(batch, units)`")
         + """
-    Call arguments:
-        sequences: 3D tensor `(batch, time, features)`.
-        initial_state: optional list of two tensors `(batch, units)`.
-        mask: optional boolean tensor `(batch, time)`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> inputs = keras.Input((None, 16))

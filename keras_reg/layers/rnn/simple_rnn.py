@@ -13,7 +13,9 @@ from keras_reg.layers.rnn.base import (
     VariationalCell,
     VariationalRNN,
     args_doc,
+    cell_call_doc,
     gated_matmul,
+    layer_call_doc,
     regularization_doc,
 )
 
@@ -35,12 +37,8 @@ class VariationalSimpleRNNCell(VariationalCell, keras.layers.SimpleRNNCell):
         + """
 """
         + args_doc("SimpleRNNCell")
+        + cell_call_doc("the state `(batch, units)` (or a list holding it)")
         + """
-    Call arguments:
-        inputs: 2D tensor `(batch, features)`.
-        states: the state `(batch, units)` (or a list holding it).
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> cell = keras_reg.layers.VariationalSimpleRNNCell(8, dropout=0.5)
@@ -86,13 +84,8 @@ class VariationalSimpleRNN(VariationalRNN):
         + """
 """
         + args_doc("SimpleRNN")
+        + layer_call_doc("optional tensor `(batch, units)`")
         + """
-    Call arguments:
-        sequences: 3D tensor `(batch, time, features)`.
-        initial_state: optional tensor `(batch, units)`.
-        mask: optional boolean tensor `(batch, time)`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> inputs = keras.Input((None, 4))
@@ -142,12 +135,8 @@ class LayerNormSimpleRNNCell(LayerNormCell, VariationalSimpleRNNCell):
 """
         + args_doc("SimpleRNNCell")
         + _DOC_GAMMA_ARGS
+        + cell_call_doc("the state `(batch, units)` (or a list holding it)")
         + """
-    Call arguments:
-        inputs: 2D tensor `(batch, features)`.
-        states: the state `(batch, units)` (or a list holding it).
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> cell = keras_reg.layers.LayerNormSimpleRNNCell(8, dropout=0.5)
@@ -216,13 +205,8 @@ class LayerNormSimpleRNN(VariationalRNN):
 """
         + args_doc("SimpleRNN")
         + _DOC_GAMMA_ARGS
+        + layer_call_doc("optional tensor `(batch, units)`")
         + """
-    Call arguments:
-        sequences: 3D tensor `(batch, time, features)`.
-        initial_state: optional tensor `(batch, units)`.
-        mask: optional boolean tensor `(batch, time)`.
-        training: bool. Defaults to `False`.
-
     Example:
 
     >>> inputs = keras.Input((None, 4))
