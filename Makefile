@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-BACKENDS ?= tensorflow torch jax
+BACKENDS ?= jax tensorflow torch
+JOBS ?= 2
 BACKEND ?= tensorflow
 PYTEST_ARGS ?=
 
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 test: $(STAMP)
-	BACKENDS="$(BACKENDS)" PY=$(PY) bash tools/test_backends.sh $(PYTEST_ARGS)
+	BACKENDS="$(BACKENDS)" JOBS=$(JOBS) PY=$(PY) bash tools/test_backends.sh $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keras_reg tests examples benchmarks

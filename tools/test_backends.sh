@@ -2,19 +2,58 @@
 # Runs the suite once per Keras backend, each in its own process, then prints
 # one summary line per backend. Fails if any backend fails or runs no test
 # (pytest exit code 5 is a failure here, not a pass).
+#
+# JOBS=2 (the default) runs two backends at a time: most of a backend's test
+# time is single-threaded Python (tracing, compiling), so two processes share
+# two cores well. Each backend's output goes to .test-logs/<backend>.log and
+# is printed when it ends. JOBS=1 runs them one after another, streaming.
 set -u
 PY=${PY:-.venv/bin/python}
-BACKENDS=${BACKENDS:-"tensorflow torch jax"}
+BACKENDS=${BACKENDS:-"jax tensorflow torch"}
+JOBS=${JOBS:-2}
 mkdir -p .test-logs
+rm -f .test-logs/*.status
+
+run_one() {
+  local backend=$1
+  shift
+  local log=".test-logs/$backend.log"
+  local start rc
+  start=$(date +%s)
+  KERAS_BACKEND=$backend "$PY" -m pytest -p no:cacheprovider "$@" >"$log" 2>&1
+  rc=$?
+  echo "$rc $(( $(date +%s) - start ))" >".test-logs/$backend.status"
+}
+
+if [ "$JOBS" -le 1 ]; then
+  for backend in $BACKENDS; do
+    echo "=== KERAS_BACKEND=$backend ==="
+    run_one "$backend" "$@"
+    cat ".test-logs/$backend.log"
+  done
+else
+  # A simple pool: start up to $JOBS backends, start the next when one ends.
+  running=()
+  for backend in $BACKENDS; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+      wait -n
+    done
+    echo "=== started KERAS_BACKEND=$backend ==="
+    run_one "$backend" "$@" &
+    running+=("$backend")
+  done
+  wait
+  for backend in "${running[@]}"; do
+    echo "=== KERAS_BACKEND=$backend ==="
+    cat ".test-logs/$backend.log"
+  done
+fi
+
 status=0
 summary=()
 for backend in $BACKENDS; do
-  echo "=== KERAS_BACKEND=$backend ==="
   log=".test-logs/$backend.log"
-  start=$(date +%s)
-  KERAS_BACKEND=$backend "$PY" -m pytest -p no:cacheprovider "$@" 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
-  secs=$(( $(date +%s) - start ))
+  read -r rc secs <".test-logs/$backend.status" || { rc=1; secs=0; }
   last=$(grep -E '(passed|failed|error|no tests ran)' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//;s/ *$//')
   if [ "$rc" -eq 5 ]; then
     last="no tests ran"
