@@ -20,6 +20,11 @@ kept when its 24 random bits are `>= threshold`, with
 `2**24 / (2**24 - threshold)`, the exact inverse of the keep probability.
 Integer comparisons are exact on every backend, and because the thresholds
 are a variable, changing a rate never retraces a compiled function.
+
+Under a strategy that runs one step per device (TensorFlow's
+`MirroredStrategy`), every replica holds the same state, so the replica's
+index is mixed into the seed of each draw: replicas drop different units,
+and replica 0 draws exactly what a single device would.
 """
 
 import random as python_random
@@ -39,6 +44,7 @@ _M2 = 0x846CA68B - (1 << 32)
 # Odd constants that decorrelate the seed and the two keys.
 _SEED_SALT = 0x3C6EF372
 _KEY_SALT = 0x1B873593
+_REPLICA_SALT = 0x2545F491
 
 # The dtype each backend's `keras.random` expects for a drawn seed.
 _SEED_DTYPES = {"tensorflow": "int64", "jax": "uint32", "torch": "int32"}
@@ -99,6 +105,11 @@ class RandomState(keras.random.SeedGenerator):
         # A copy: on torch, `assign` writes into the storage a slice views.
         position = ops.copy(self.state.value[:2])
         self.state.assign(ops.add(self.state.value, self._step))
+        replica = _kernels.replica_id()
+        if replica is not None:
+            # `_mix(0) == 0`: replica 0 keeps the single-device stream.
+            offset = _mix(ops.multiply(replica, _REPLICA_SALT))
+            position = ops.stack([ops.bitwise_xor(position[0], offset), position[1]])
         return position
 
     def next(self, ordered=True):

@@ -9,8 +9,17 @@ python tests/backend_worker.py resume MODEL.keras OUT.npz
     then compiled again), trains one more epoch, saves its weights.
 python tests/backend_worker.py resume-compiled MODEL.keras OUT.npz
     the same without the workaround: load the compiled model as saved.
+python tests/backend_worker.py zoo DIR OUT.npz
+    loads DIR/zoo.keras (safe_mode, no custom_objects) and DIR/zoo.weights.h5
+    (into a freshly built `tests.zoo` model), both saved on another
+    backend, and writes their inference outputs on DIR/inputs.npz, the
+    loaded config and every variable.
+python tests/backend_worker.py policy POLICY OUT.npz
+    fits the `tests.zoo` model under a dtype policy (JAX runs float64 here,
+    with JAX_ENABLE_X64=1 set before it starts).
 """
 
+import json
 import os
 import sys
 
@@ -23,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_reg  # noqa: E402
 from keras_reg import layers  # noqa: E402
+from tests import zoo  # noqa: E402
 
 
 def layer_outputs():
@@ -164,6 +174,25 @@ def train_epoch(model):
     model.fit(ids, target, batch_size=8, epochs=1, shuffle=False, verbose=0)
 
 
+def zoo_outputs(directory):
+    inputs = np.load(os.path.join(directory, "inputs.npz"))
+    x = [inputs["tokens"], inputs["images"]]
+    loaded = keras.saving.load_model(
+        os.path.join(directory, "zoo.keras"), safe_mode=True
+    )
+    fresh = zoo.build()
+    fresh.load_weights(os.path.join(directory, "zoo.weights.h5"))
+    results = {
+        "loaded": loaded.predict(x, verbose=0),
+        "fresh": fresh.predict(x, verbose=0),
+        "config": np.array(json.dumps(loaded.get_config())),
+    }
+    for name, model in (("loaded", loaded), ("fresh", fresh)):
+        for index, variable in enumerate(zoo.variables(model)):
+            results[f"{name}_var{index}"] = keras.ops.convert_to_numpy(variable.value)
+    return results
+
+
 def main(argv):
     assert keras_reg.config.rng() == "portable"
     mode, *paths = argv
@@ -184,6 +213,25 @@ def main(argv):
             results = {"error": ""}
         except Exception as error:  # the outcome is the result
             results = {"error": f"{type(error).__name__}: {error}"[:500]}
+    elif mode == "zoo":
+        results = zoo_outputs(paths[0])
+    elif mode == "policy":
+        model, losses, outputs = zoo.fit_under_policy(paths[0])
+        results = {
+            "losses": losses,
+            "outputs": outputs,
+            "dtypes": np.array(sorted({str(w.dtype) for w in model.weights})),
+            "layer_dtypes": np.array(
+                sorted(
+                    {
+                        keras.backend.standardize_dtype(layer.output.dtype)
+                        for layer in model.layers
+                        if layer.name != "head"
+                        and not isinstance(layer, keras.layers.InputLayer)
+                    }
+                )
+            ),
+        }
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     np.savez(paths[-1], backend=keras.backend.backend(), **results)

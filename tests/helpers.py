@@ -10,10 +10,28 @@ precision.
 import json
 import math
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 from keras import ops
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_worker(script, backend, *args, **env):
+    """Runs `tests/<script>` under another `KERAS_BACKEND` (portable masks),
+    and loads the `.npz` it writes to its last argument."""
+    env = dict(os.environ, KERAS_BACKEND=backend, KERAS_REG_RNG="portable", **env)
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", script), *map(str, args)],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    return np.load(args[-1])
 
 
 def to_numpy(x):

@@ -1,9 +1,6 @@
 """The mask generator: statistics, its kernels, and portability."""
 
 import math
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,10 +9,9 @@ from keras import ops
 
 import keras_reg
 from keras_reg import _kernels, _random
-from tests.helpers import six_sigma
+from tests.helpers import run_worker, six_sigma
 
 BACKEND = keras.backend.backend()
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def position(seed, counter):
@@ -128,16 +124,7 @@ def test_native_mode_uses_keras_random(native_rng):
 
 
 def _run_worker(backend, *args):
-    env = dict(os.environ, KERAS_BACKEND=backend, KERAS_REG_RNG="portable")
-    worker = os.path.join(ROOT, "tests", "backend_worker.py")
-    subprocess.run(
-        [sys.executable, worker, *map(str, args)],
-        env=env,
-        check=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    return np.load(args[-1])
+    return run_worker("backend_worker.py", backend, *args)
 
 
 @pytest.mark.slow

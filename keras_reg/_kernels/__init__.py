@@ -5,6 +5,12 @@ module (`_torch.py`, `_tensorflow.py`, `_jax.py`) is imported lazily, for the
 backend in use, and each kernel is tested to give exactly what the portable
 reference gives. A kernel may return None to hand a case back to the
 reference.
+
+`replica_id()` is the other hook: under a strategy that runs one copy of
+the step per device (TensorFlow's `MirroredStrategy`), the replica's index,
+which `keras_reg._random` mixes into every draw so replicas drop different
+units. JAX's `keras.distribution` runs one program over the global batch,
+so its masks already differ across devices and it needs no hook.
 """
 
 import importlib
@@ -29,3 +35,13 @@ def position_bits():
     """The backend's `position_bits(shape, position)` kernel, or None."""
     module = _module()
     return getattr(module, "position_bits", None) if module else None
+
+
+def replica_id():
+    """This replica's index (a scalar int) under a multi-replica strategy.
+
+    None outside one, with one replica, or on a backend without the concept.
+    """
+    module = _module()
+    hook = getattr(module, "replica_id", None) if module else None
+    return hook() if hook else None

@@ -5,6 +5,9 @@ element index is built eagerly and hashed by one XLA-compiled function
 (traced once for any shape; XLA compiles per concrete shape). Inside a graph
 (`model.fit`, `tf.function`) the reference ops are used, and XLA fuses them
 there when the step is jit-compiled.
+
+`replica_id` reports the replica of a `tf.distribute` strategy that runs
+one step per device, so that each replica draws its own masks.
 """
 
 import tensorflow as tf
@@ -28,3 +31,10 @@ def position_bits(shape, position):
     if not tf.executing_eagerly():
         return None
     return _hash(_random.element_index(shape), position)
+
+
+def replica_id():
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync < 2:
+        return None
+    return tf.cast(context.replica_id_in_sync_group, tf.int32)

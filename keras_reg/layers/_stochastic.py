@@ -82,9 +82,17 @@ class Stochastic:
     def _init_random(self, seed):
         seed = check_seed(seed)
         self.seed = _random.new_seed() if seed is None else seed
+        replaced = self.__dict__.get("seed_generator")
         self.seed_generator = _random.RandomState(
             self.seed, self._thresholds(), name=f"{self.name}_random_state"
         )
+        # A Keras cell's constructor made a `SeedGenerator` of its own. It
+        # would stay a variable of every model, unused and unsaved, with a
+        # new random value after each load; Keras has no public way to
+        # untrack it, hence the private list, guarded.
+        generators = getattr(self, "_seed_generators", None)
+        if replaced is not None and isinstance(generators, list):
+            generators[:] = [g for g in generators if g is not replaced]
 
     def _check_rate_change(self, name, value):
         """Raises if `name` cannot take `value` after construction."""

@@ -173,7 +173,9 @@ class DropBlock2D(Stochastic, keras.layers.Layer):
         kept = ops.maximum(ops.sum(ops.cast(keep, "int32")), 1)
         total = ops.cast(ops.size(keep), "float32")
         scale = ops.cast(total / ops.cast(kept, "float32"), inputs.dtype)
-        return ops.where(keep, inputs * scale, ops.zeros_like(inputs))
+        # A product, as in every keras_reg dropout: NaN or inf in the input
+        # stays NaN in the output, dropped or not, and never turns into 0.
+        return ops.multiply(inputs, ops.where(keep, scale, 0))
 
     def compute_output_shape(self, input_shape):
         return input_shape

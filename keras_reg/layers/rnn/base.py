@@ -219,10 +219,17 @@ class VariationalCell(Stochastic):
         size = self.state_size
         return list(size) if isinstance(size, (list, tuple)) else [size]
 
-    # Keras' RNN calls these before and after its loop for dropout cells.
+    # Keras' RNN calls these before and after its loop for dropout cells,
+    # in inference too, without saying which: the masks are drawn before
+    # the loop (so the loop stays stateless), and if no step used them the
+    # stream is put back where it was, so inference does not advance it
+    # (and compiled steps drop the unused draws).
     def get_dropout_mask(self, step_input):
         if not self._driven and self._masks is None:
             batch, features = ops.shape(step_input)[0], ops.shape(step_input)[-1]
+            before = ops.copy(self.seed_generator.state.value)
+            object.__setattr__(self, "_state_before_masks", before)
+            object.__setattr__(self, "_masks_used", False)
             object.__setattr__(
                 self, "_masks", self._draw_masks(batch, features, step_input.dtype)
             )
@@ -232,8 +239,13 @@ class VariationalCell(Stochastic):
         return None
 
     def reset_dropout_mask(self):
-        if not self._driven:
-            object.__setattr__(self, "_masks", None)
+        if self._driven:
+            return
+        before = self.__dict__.get("_state_before_masks")
+        if before is not None and not self.__dict__.get("_masks_used"):
+            self.seed_generator.state.assign(before)
+        object.__setattr__(self, "_state_before_masks", None)
+        object.__setattr__(self, "_masks", None)
 
     def reset_recurrent_dropout_mask(self):
         pass
@@ -254,6 +266,9 @@ class VariationalCell(Stochastic):
             masks = {}
             if training:
                 masks = self._masks
+                # Read by `reset_dropout_mask` after the loop (a trace-time
+                # flag under `scan` and `tf.function`, which is all it needs).
+                object.__setattr__(self, "_masks_used", True)
                 if masks is None:  # called on its own, outside an RNN
                     batch, features = ops.shape(inputs)[0], ops.shape(inputs)[-1]
                     masks = self._draw_masks(batch, features, inputs.dtype)
@@ -539,6 +554,18 @@ class VariationalRNN(keras.layers.RNN):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        # Keras' loop fails on an empty sequence with an IndexError deep in
+        # the backend; say what is wrong before any mask is drawn.
+        if sequences.shape[1] == 0:
+            raise ValueError(
+                f"{type(self).__name__} needs at least one time step. Received "
+                f"a sequence of length 0: input shape {tuple(sequences.shape)}"
+            )
+        return super().call(
+            sequences, initial_state=initial_state, mask=mask, training=training
+        )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         training = sampling(training)

@@ -1,0 +1,177 @@
+"""One model with every public layer, across backends, precisions, compilers
+and devices (`tests/zoo.py` builds it)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_reg import _random
+from keras_reg.callbacks import DropoutScheduler, _scheduled_rates
+from keras_reg.layers._stochastic import Stochastic
+from tests import zoo
+from tests.helpers import run_worker, to_numpy
+
+BACKEND = keras.backend.backend()
+OTHERS = [b for b in ("tensorflow", "jax", "torch") if b != BACKEND]
+
+
+def _json(config):
+    return json.loads(json.dumps(config))
+
+
+# --- persistence ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_layer_saved_here_loads_on_the_other_backends(tmp_path):
+    model = zoo.build()
+    zoo.set_weights(model)
+    zoo.advance_streams(model)
+    x, _ = zoo.data()
+    expected = model.predict(x, verbose=0)
+    model.save(tmp_path / "zoo.keras")
+    model.save_weights(tmp_path / "zoo.weights.h5")
+    np.savez(tmp_path / "inputs.npz", tokens=x[0], images=x[1])
+    variables = zoo.variables(model)
+    assert len(zoo.random_states(model)) >= 14
+
+    for other in OTHERS:
+        got = run_worker(
+            "backend_worker.py", other, "zoo", tmp_path, tmp_path / f"{other}.npz"
+        )
+        assert _json(model.get_config()) == json.loads(str(got["config"])), other
+        for name in ("loaded", "fresh"):  # load_model; build + load_weights
+            np.testing.assert_allclose(
+                got[name], expected, rtol=1e-5, atol=1e-5, err_msg=f"{other} {name}"
+            )
+            # Weights, and every random stream (seed, counter, rates), exact.
+            for index, variable in enumerate(variables):
+                np.testing.assert_array_equal(
+                    got[f"{name}_var{index}"],
+                    to_numpy(variable.value),
+                    err_msg=f"{other} {name} {variable.path}",
+                )
+
+
+# --- precision and compilation ---------------------------------------------------
+
+
+class _TraceCounter(keras.layers.Layer):
+    """The identity; counts how often Python runs its `call` (once per trace
+    in a compiled step)."""
+
+    traces = 0
+
+    def call(self, inputs):
+        type(self).traces += 1
+        return inputs
+
+
+@pytest.mark.slow
+def test_every_layer_trains_compiled_in_bfloat16_with_rates_changed_between_epochs():
+    # The production path: mixed_bfloat16, a compiled step (XLA on
+    # TensorFlow and JAX; eager on torch, whose torch.compile traces Keras'
+    # Python time loops for minutes), and a schedule that changes every
+    # rate of every layer and cell between epochs.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    zoo_model = zoo.build()
+    zoo.set_weights(zoo_model)
+    outputs = _TraceCounter(dtype="float32")(zoo_model(zoo_model.inputs))
+    model = keras.Model(zoo_model.inputs, outputs)
+    model.compile(optimizer="adam", loss="mse", jit_compile=BACKEND != "torch")
+    rates = [0.3, 0.05, 0.2]
+    traces = []
+
+    class Traces(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            traces.append(_TraceCounter.traces)
+
+    x, target = zoo.data(batch=16)
+    history = model.fit(
+        x,
+        target,
+        batch_size=8,
+        epochs=3,
+        verbose=0,
+        callbacks=[
+            DropoutScheduler(lambda epoch: rates[epoch]),
+            Traces(),
+        ],
+    )
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert history.history["dropout_rate"] == pytest.approx(rates)
+    if BACKEND != "torch":
+        assert traces[0] == traces[1] == traces[2], traces
+    # Every rate of every layer and cell is the last one, in its stream too.
+    scheduled = 0
+    for layer in _stochastic_layers(zoo_model):
+        state = to_numpy(layer.seed_generator.state.value)
+        for name in _scheduled_rates(layer):
+            assert getattr(layer, name) == rates[-1], (layer.name, name)
+            slot = 2 + layer._slot(name)
+            assert state[slot] == _random.threshold(rates[-1]), (layer.name, name)
+            scheduled += 1
+    assert scheduled >= 40
+    # float32 variables, bfloat16 computation.
+    assert {keras.backend.standardize_dtype(v.dtype) for v in model.weights} == {
+        "float32"
+    }
+    assert set(_output_dtypes(zoo_model).values()) == {"bfloat16"}
+    assert np.all(np.isfinite(to_numpy(model.predict(x, verbose=0))))
+
+
+@pytest.mark.slow
+def test_every_layer_trains_in_float64(tmp_path):
+    if BACKEND == "jax" and not _jax_x64():
+        # JAX computes in float64 only with `jax_enable_x64`, which must be
+        # set before it starts: a subprocess.
+        got = run_worker(
+            "backend_worker.py",
+            "jax",
+            "policy",
+            "float64",
+            tmp_path / "out.npz",
+            JAX_ENABLE_X64="1",
+        )
+        assert np.all(np.isfinite(got["losses"]))
+        assert list(got["dtypes"]) == ["float32", "float64"]
+        assert got["layer_dtypes"].tolist() == ["float64"]
+        return
+    # Eager on TensorFlow and torch: the compiled step is covered above.
+    compile_kwargs = {} if BACKEND == "jax" else {"run_eagerly": True}
+    model, losses, outputs = zoo.fit_under_policy("float64", **compile_kwargs)
+    assert np.all(np.isfinite(losses))
+    # The head is float32 on purpose (a mixed-precision habit).
+    assert {keras.backend.standardize_dtype(w.dtype) for w in model.weights} == {
+        "float32",
+        "float64",
+    }
+    assert set(_output_dtypes(model).values()) == {"float64"}
+
+
+def _stochastic_layers(model):
+    """Every keras_reg layer and cell of the model, wrapped ones included."""
+    found = []
+    for layer in model.layers:
+        while layer is not None:
+            if isinstance(layer, Stochastic):
+                found.append(layer)
+            layer = getattr(layer, "cell", None)
+    return found
+
+
+def _output_dtypes(model):
+    """The output dtype of every layer but the inputs and the float32 head."""
+    return {
+        layer.name: keras.backend.standardize_dtype(layer.output.dtype)
+        for layer in model.layers
+        if layer.name != "head" and not isinstance(layer, keras.layers.InputLayer)
+    }
+
+
+def _jax_x64():
+    import jax
+
+    return bool(jax.config.jax_enable_x64)

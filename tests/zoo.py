@@ -1,0 +1,183 @@
+"""One functional model that uses every public layer of keras_reg.
+
+Shared by the portability tests and `backend_worker.py` (which rebuilds it
+under another backend): a token branch through the dropout family, every
+sequence layer (each holds its cell) and the wrapper, and an image branch
+through DropBlock2D. Every regularizer is on, so every random stream and
+every rate is part of the model's state.
+"""
+
+import keras
+import numpy as np
+
+from keras_reg import layers
+
+VOCAB = 40
+STEPS = 6
+IMAGE = (10, 12, 3)
+UNITS = 6
+REGS = dict(
+    dropout=0.2,
+    recurrent_dropout=0.2,
+    output_dropout=0.1,
+    weight_dropout=0.1,
+    zoneout=0.1,
+)
+
+
+def _sequence_layers(seed):
+    """Every public sequence layer, each with a distinct seed."""
+    kwargs = dict(REGS, return_sequences=True)
+    return [
+        layers.VariationalLSTM(UNITS, per_gate_masks=True, seed=seed + 11, **kwargs),
+        layers.VariationalGRU(UNITS, seed=seed + 12, **kwargs),
+        layers.VariationalSimpleRNN(UNITS, seed=seed + 13, **kwargs),
+        layers.LayerNormLSTM(UNITS, seed=seed + 14, **kwargs),
+        layers.LayerNormGRU(UNITS, per_gate_masks=True, seed=seed + 15, **kwargs),
+        layers.LayerNormSimpleRNN(UNITS, seed=seed + 16, **kwargs),
+    ]
+
+
+def build(seed=100, mask_zero=True, full=True):
+    """The model: inputs `[tokens (B, STEPS) int32, images (B, *IMAGE)]`.
+
+    `full=False` keeps one sequence layer (LayerNormLSTM) and the wrapper,
+    for tests that need the structure but not every recurrent layer (each
+    costs seconds of tracing on TensorFlow and JAX).
+    """
+    tokens = keras.Input((STEPS,), dtype="int32", name="tokens")
+    images = keras.Input(IMAGE, name="images")
+
+    x = layers.EmbeddingDropout(
+        VOCAB, UNITS, 0.1, mask_zero=mask_zero, seed=seed, name="embedding"
+    )(tokens)
+    x = layers.TimeSharedDropout(0.2, seed=seed + 20)(x)
+    x = layers.InvertedDropout(0.1, shared_axes=[1], seed=seed + 21)(x)
+    # The wrapper, around a cell the sequence layers do not cover
+    # (`reset_after=False`), inside Keras' own RNN layer.
+    wrapped = layers.VariationalGRUCell(
+        UNITS,
+        reset_after=False,
+        dropout=0.2,
+        recurrent_dropout=0.2,
+        weight_dropout=0.1,
+        seed=seed + 17,
+    )
+    sequence_layers = _sequence_layers(seed)
+    if not full:
+        sequence_layers = sequence_layers[3:4]
+    recurrent = sequence_layers + [
+        keras.layers.RNN(layers.LayerNormWrapper(wrapped), return_sequences=True)
+    ]
+    for index, layer in enumerate(recurrent):
+        x = x + layers.DropPath(0.2, seed=seed + 30 + index)(layer(x))
+    sequence = keras.layers.GlobalAveragePooling1D()(x)
+
+    y = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(images)
+    y = layers.DropBlock2D(0.2, 3, seed=seed + 50)(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+
+    z = keras.layers.Concatenate()([sequence, y])
+    z = layers.InvertedDropout(0.3, seed=seed + 51)(z)
+    outputs = keras.layers.Dense(3, name="head", dtype="float32")(z)
+    return keras.Model([tokens, images], outputs, name="zoo")
+
+
+def data(batch=8, seed=0):
+    """Inputs with padding (token 0) at the start of some rows, and targets."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, VOCAB, size=(batch, STEPS)).astype("int32")
+    tokens[::3, :2] = 0
+    images = rng.normal(size=(batch, *IMAGE)).astype("float32")
+    target = rng.normal(size=(batch, 3)).astype("float32")
+    return [tokens, images], target
+
+
+def set_weights(model, seed=1, scale=0.4):
+    """Fixed weights from NumPy, the same on every backend.
+
+    LayerNorm gammas stay near 1 so the normalization is exercised.
+    """
+    rng = np.random.default_rng(seed)
+    values = []
+    for weight in model.weights:
+        value = rng.normal(size=weight.shape) * scale
+        if "gamma" in weight.path:
+            value = 1.0 + value
+        values.append(value.astype(keras.backend.standardize_dtype(weight.dtype)))
+    model.set_weights(values)
+
+
+def probes(seed=200):
+    """Layers with a per-sample mask and an all-ones input for each.
+
+    Their training-mode output on ones shows the mask. Batch-shared masks
+    (EmbeddingDropout's word types, weight drop) are left out on purpose:
+    under data parallelism they are one per replica (TensorFlow) or one per
+    global batch (JAX).
+    """
+    ones3 = np.ones((4, 5, 16), "float32")
+    return {
+        "inverted": (layers.InvertedDropout(0.5, seed=seed), ones3),
+        "time_shared": (layers.TimeSharedDropout(0.5, seed=seed + 1), ones3),
+        "dropblock": (
+            layers.DropBlock2D(0.3, 3, seed=seed + 2),
+            np.ones((4, 9, 11, 3), "float32"),
+        ),
+        "droppath": (layers.DropPath(0.5, seed=seed + 3), ones3),
+        "lstm": (
+            layers.VariationalLSTM(
+                8,
+                dropout=0.5,
+                recurrent_dropout=0.5,
+                # Small weights: the output follows the masks, unsaturated.
+                kernel_initializer=keras.initializers.Constant(0.02),
+                recurrent_initializer=keras.initializers.Constant(0.02),
+                seed=seed + 4,
+            ),
+            ones3,
+        ),
+    }
+
+
+def variables(model):
+    """`model.variables` without repeats (Keras lists a cell's seed state
+    once per enclosing layer)."""
+    seen = set()
+    unique = []
+    for variable in model.variables:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            unique.append(variable)
+    return unique
+
+
+def random_states(model):
+    """The `[seed, counter, thresholds...]` variables of every stream."""
+    return [v for v in variables(model) if v.name == "keras_reg_random_state"]
+
+
+def advance_streams(model, start=7):
+    """Moves each stream's counter, as if trained, to a distinct value."""
+    for index, variable in enumerate(random_states(model)):
+        state = keras.ops.convert_to_numpy(variable.value).copy()
+        state[1] = start + index
+        variable.assign(state)
+
+
+def fit_under_policy(policy, epochs=2, **compile_kwargs):
+    """Builds the model under a dtype policy and fits it on `data(16)`.
+
+    Returns the model, the losses and the inference output.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = build()
+        set_weights(model)
+        x, target = data(batch=16)
+        model.compile(optimizer="adam", loss="mse", **compile_kwargs)
+        history = model.fit(x, target, batch_size=8, epochs=epochs, verbose=0)
+        return model, np.array(history.history["loss"]), model.predict(x, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
