@@ -4,7 +4,7 @@
 complete config that rebuilds the layer, serialization by registered name,
 symbolic and eager calls of the right shape and dtype, a `fit`, a `.keras`
 round trip with `safe_mode=True` that keeps the random stream, and mixed
-precision.
+precision (a float16 `fit`, float16 and bfloat16 training calls).
 """
 
 import json
@@ -104,13 +104,18 @@ def run_layer_test(
         again = to_numpy(loaded(input_data, training=True))
         np.testing.assert_array_equal(first, again)
 
-    # Mixed precision: computes in float16, keeps float32 variables.
-    keras.config.set_dtype_policy("mixed_float16")
+    # Mixed precision: computes in float16 / bfloat16, keeps float32
+    # variables (the zoo model of test_portability trains in bfloat16).
     try:
-        layer = layer_cls(**init_kwargs)
-        y = layer(input_data, training=True)
-        assert keras.backend.standardize_dtype(y.dtype) == "float16"
-        assert np.all(np.isfinite(to_numpy(y)))
+        for policy in ("mixed_bfloat16", "mixed_float16"):
+            keras.config.set_dtype_policy(policy)
+            layer = layer_cls(**init_kwargs)
+            y = layer(input_data, training=True)
+            assert keras.backend.standardize_dtype(y.dtype) == policy[6:]
+            assert np.all(np.isfinite(to_numpy(y)))
+            assert {
+                keras.backend.standardize_dtype(w.dtype) for w in layer.weights
+            } <= {"float32"}
         model = _model(layer_cls, init_kwargs, input_shape, input_dtype)
         model.compile(optimizer="sgd", loss="mse")
         history = model.fit(input_data, target, batch_size=2, epochs=1, verbose=0)

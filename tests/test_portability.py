@@ -175,3 +175,33 @@ def _jax_x64():
     import jax
 
     return bool(jax.config.jax_enable_x64)
+
+
+# --- data parallelism ----------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    BACKEND == "torch", reason="Keras has no data-parallel trainer for torch"
+)
+def test_data_parallel_replicas_draw_different_masks(tmp_path):
+    env = {}
+    if BACKEND == "jax":
+        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    got = run_worker("distributed_worker.py", BACKEND, tmp_path / "replicas.npz", **env)
+    for name, (layer, x) in zoo.probes().items():
+        replicas = got[name]
+        assert replicas.shape == (2, *layer.compute_output_shape(x.shape))
+        assert not np.array_equal(replicas[0], replicas[1]), name
+        if BACKEND == "tensorflow":
+            # Replica 0 draws what a single device draws.
+            expected = to_numpy(layer(x, training=True))
+            np.testing.assert_allclose(replicas[0], expected, atol=1e-6)
+        else:
+            # One program over the global batch: exactly the single-device
+            # masks of that batch, split across the devices.
+            expected = to_numpy(layer(np.concatenate([x, x]), training=True))
+            np.testing.assert_allclose(
+                replicas.reshape(expected.shape), expected, atol=1e-6
+            )
+    assert np.all(np.isfinite(got["losses"])) and got["weights_finite"]

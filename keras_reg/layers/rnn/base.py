@@ -231,7 +231,7 @@ class VariationalCell(Stochastic):
             object.__setattr__(self, "_state_before_masks", before)
             object.__setattr__(self, "_masks_used", False)
             object.__setattr__(
-                self, "_masks", self._draw_masks(batch, features, step_input.dtype)
+                self, "_masks", self._draw_masks(batch, features, self.compute_dtype)
             )
         return None
 
@@ -263,6 +263,7 @@ class VariationalCell(Stochastic):
             if "zoneout" in masks:  # the per-step masks ride after xw
                 xw, keep_new = inputs[..., :width], inputs[..., width:]
         else:
+            inputs = _as_float(inputs, self.compute_dtype)
             masks = {}
             if training:
                 masks = self._masks
@@ -271,7 +272,7 @@ class VariationalCell(Stochastic):
                 object.__setattr__(self, "_masks_used", True)
                 if masks is None:  # called on its own, outside an RNN
                     batch, features = ops.shape(inputs)[0], ops.shape(inputs)[-1]
-                    masks = self._draw_masks(batch, features, inputs.dtype)
+                    masks = self._draw_masks(batch, features, self.compute_dtype)
                 if self._per_step_masks():
                     self._need_steps(None, "zoneout or share_input_mask=False")
             xw = self._project(inputs, masks.get("input"))
@@ -428,6 +429,14 @@ def norm_args_doc(epsilon_default):
 """
 
 
+def _as_float(x, dtype):
+    """Integer features as floats, as Keras' recurrent layers take them (its
+    autocast only converts floating inputs); the masks then scale exactly."""
+    if keras.backend.is_float_dtype(x.dtype):
+        return x
+    return ops.cast(x, dtype)
+
+
 def gated_matmul(x, mask, kernel):
     """`(x * mask) @ kernel`, with one mask per gate block when `mask` holds
     several (`mask[g]` multiplies `x` for the columns of gate `g`)."""
@@ -563,6 +572,7 @@ class VariationalRNN(keras.layers.RNN):
                 f"{type(self).__name__} needs at least one time step. Received "
                 f"a sequence of length 0: input shape {tuple(sequences.shape)}"
             )
+        sequences = _as_float(sequences, self.compute_dtype)
         return super().call(
             sequences, initial_state=initial_state, mask=mask, training=training
         )
