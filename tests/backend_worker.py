@@ -1,25 +1,26 @@
 """Run under another KERAS_BACKEND by the cross-backend tests.
 
-python tests/backend_worker.py masks OUT.npz
-    masks from every dropout-family layer (three successive eager calls
-    each) and the weights of a small model after three `fit` steps from
-    fixed weights.
-python tests/backend_worker.py resume MODEL.keras OUT.npz
-    loads a model saved mid-training on another backend (compile=False,
-    then compiled again), trains one more epoch, saves its weights.
+python tests/backend_worker.py partner DIR OUT.npz
+    everything one backend's suite asks of its partner backend (see
+    `tests/conftest.py`), in one process:
+    - masks from every dropout-family layer (three successive eager calls
+      each), training-mode outputs of the recurrent layers, `mc_predict`
+      with a seed, and the weights of a small model after three `fit` steps;
+    - loads DIR/here/half.keras, saved mid-training by the suite's backend
+      (compile=False, then compiled again), trains one more epoch;
+    - loads DIR/here/zoo.keras (safe_mode, no custom_objects) and
+      DIR/here/zoo.weights.h5 (into a freshly built `tests.zoo` model) and
+      records their inference outputs, config and variables;
+    - saves its own half-trained model and zoo model under DIR/partner/ for
+      the suite's backend to load.
 python tests/backend_worker.py resume-compiled MODEL.keras OUT.npz
-    the same without the workaround: load the compiled model as saved.
-python tests/backend_worker.py zoo DIR OUT.npz
-    loads DIR/zoo.keras (safe_mode, no custom_objects) and DIR/zoo.weights.h5
-    (into a freshly built `tests.zoo` model), both saved on another
-    backend, and writes their inference outputs on DIR/inputs.npz, the
-    loaded config and every variable.
+    loads a model saved compiled on another backend as it is, and records
+    the error of its first train step.
 python tests/backend_worker.py policy POLICY OUT.npz
     fits the `tests.zoo` model under a dtype policy (JAX runs float64 here,
     with JAX_ENABLE_X64=1 set before it starts).
 """
 
-import json
 import os
 import sys
 
@@ -174,38 +175,44 @@ def train_epoch(model):
     model.fit(ids, target, batch_size=8, epochs=1, shuffle=False, verbose=0)
 
 
-def zoo_outputs(directory):
-    inputs = np.load(os.path.join(directory, "inputs.npz"))
-    x = [inputs["tokens"], inputs["images"]]
-    loaded = keras.saving.load_model(
-        os.path.join(directory, "zoo.keras"), safe_mode=True
-    )
-    fresh = zoo.build()
-    fresh.load_weights(os.path.join(directory, "zoo.weights.h5"))
-    results = {
-        "loaded": loaded.predict(x, verbose=0),
-        "fresh": fresh.predict(x, verbose=0),
-        "config": np.array(json.dumps(loaded.get_config())),
-    }
-    for name, model in (("loaded", loaded), ("fresh", fresh)):
-        for index, variable in enumerate(zoo.variables(model)):
-            results[f"{name}_var{index}"] = keras.ops.convert_to_numpy(variable.value)
+def resume_from(path):
+    """Loads a half-trained model (compile=False), compiles it again and
+    trains one more epoch; returns its weights."""
+    model = keras.saving.load_model(path, compile=False)
+    compile_for_resume(model)
+    train_epoch(model)
+    return model.get_weights()
+
+
+def save_half_trained(path):
+    model = resume_model()
+    compile_for_resume(model)
+    train_epoch(model)
+    model.save(path)
+
+
+def partner(directory):
+    here = os.path.join(directory, "here")
+    mine = os.path.join(directory, "partner")
+    os.makedirs(mine, exist_ok=True)
+    results = layer_outputs()
+    results.update(recurrent_outputs())
+    results.update(mc_outputs())
+    results.update(trained_weights(jit_compile="auto"))
+    for i, w in enumerate(resume_from(os.path.join(here, "half.keras"))):
+        results[f"resumed_w{i}"] = w
+    for name, value in zoo.load_saved(here).items():
+        results[f"zoo_{name}"] = value
+    save_half_trained(os.path.join(mine, "half.keras"))
+    zoo.save_for_another_backend(mine)
     return results
 
 
 def main(argv):
     assert keras_reg.config.rng() == "portable"
     mode, *paths = argv
-    if mode == "masks":
-        results = layer_outputs()
-        results.update(recurrent_outputs())
-        results.update(mc_outputs())
-        results.update(trained_weights(jit_compile="auto"))
-    elif mode == "resume":
-        model = keras.saving.load_model(paths[0], compile=False)
-        compile_for_resume(model)
-        train_epoch(model)
-        results = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    if mode == "partner":
+        results = partner(paths[0])
     elif mode == "resume-compiled":
         model = keras.saving.load_model(paths[0])
         try:
@@ -213,8 +220,6 @@ def main(argv):
             results = {"error": ""}
         except Exception as error:  # the outcome is the result
             results = {"error": f"{type(error).__name__}: {error}"[:500]}
-    elif mode == "zoo":
-        results = zoo_outputs(paths[0])
     elif mode == "policy":
         model, losses, outputs = zoo.fit_under_policy(paths[0])
         results = {

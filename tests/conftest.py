@@ -1,4 +1,5 @@
 import os
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -6,6 +7,12 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 import keras_reg  # noqa: E402
+from tests.helpers import run_worker  # noqa: E402
+
+# Each backend's run of the suite checks itself against one partner, in both
+# directions; over the three runs of `make test` every ordered pair of
+# backends is covered, with one subprocess per run.
+PARTNERS = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +31,28 @@ def native_rng():
     keras_reg.config.set_rng("native")
     yield
     keras_reg.config.set_rng("portable")
+
+
+@pytest.fixture(scope="session")
+def partner(tmp_path_factory):
+    """The partner backend's side of the cross-backend tests.
+
+    Saves, here, a half-trained model and the `tests.zoo` model under
+    `directory/here`; runs `tests/backend_worker.py partner` once on the
+    partner backend, which loads them, computes its masks and outputs, and
+    saves its own under `directory/partner`. Returns the partner's name,
+    the directory and the worker's results.
+    """
+    from tests import backend_worker, zoo
+
+    directory = tmp_path_factory.mktemp("partner")
+    here = directory / "here"
+    here.mkdir()
+    backend_worker.save_half_trained(here / "half.keras")
+    zoo.save_for_another_backend(here)
+    backend = PARTNERS[keras.backend.backend()]
+    results = run_worker(
+        "backend_worker.py", backend, "partner", directory, directory / "out.npz"
+    )
+    assert str(results["backend"]) == backend
+    return SimpleNamespace(backend=backend, directory=directory, results=results)

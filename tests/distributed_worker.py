@@ -11,7 +11,7 @@ The devices must exist before the backend starts, hence a subprocess:
 
 Writes, for each probe layer of `zoo.probes()`, its training-mode output on
 ones as `(replicas, *per_replica_shape)`, and the losses of a short `fit` of
-the zoo model.
+a model with every dropout-family layer.
 """
 
 import os
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests import zoo  # noqa: E402
+from tests import backend_worker, zoo  # noqa: E402
 
 
 def tensorflow_run():
@@ -51,9 +51,8 @@ def tensorflow_run():
             [o.numpy() for o in strategy.experimental_local_results(outputs)]
         )
     with strategy.scope():
-        model = zoo.build(full=False)
-        zoo.set_weights(model)
-        model.compile(optimizer="adam", loss="mse")
+        model = backend_worker.resume_model()
+        backend_worker.compile_for_resume(model)
     return results, model
 
 
@@ -73,15 +72,14 @@ def jax_run():
         y = layer(jax.device_put(global_x, layout), training=True)
         assert len(y.sharding.device_set) == 2, y.sharding
         results[name] = np.stack(np.split(np.asarray(y), 2))
-    model = zoo.build(full=False)
-    zoo.set_weights(model)
-    model.compile(optimizer="adam", loss="mse")
+    model = backend_worker.resume_model()
+    backend_worker.compile_for_resume(model)
     return results, model
 
 
 def main(out):
     results, model = {"tensorflow": tensorflow_run, "jax": jax_run}[BACKEND]()
-    x, y = zoo.data(batch=16)
+    x, y = backend_worker.resume_data()
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     results["losses"] = np.array(history.history["loss"])
     results["weights_finite"] = np.array(

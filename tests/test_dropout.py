@@ -272,7 +272,7 @@ def _zero_fraction(y_true, y_pred):
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_rate_assigned_between_epochs_takes_effect_without_retracing(jit_compile):
     if jit_compile and BACKEND == "torch":
-        pytest.skip("torch.compile is covered in test_jit_compile_fit")
+        pytest.skip("torch.compile: test_portability.py, compiled vs eager")
     units = 4000
     dropout = _TraceCounter(0.5, seed=1)
     inputs = keras.Input((units,))
@@ -308,24 +308,6 @@ def test_rate_assigned_between_epochs_takes_effect_without_retracing(jit_compile
     # and JAX without jit_compile, run the step eagerly, batch by batch).
     if BACKEND == "tensorflow" or jit_compile:
         assert traces[1] == traces[2], "the rate change retraced the step"
-
-
-def test_jit_compile_fit():
-    if BACKEND == "torch":
-        pytest.importorskip("torch._dynamo")
-    model = keras.Sequential(
-        [
-            keras.Input((6, 8)),
-            InvertedDropout(0.2, seed=1),
-            TimeSharedDropout(0.2, seed=2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(1),
-        ]
-    )
-    model.compile(optimizer="adam", loss="mse", jit_compile=True)
-    x = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
-    history = model.fit(x, x[:, 0, :1], epochs=2, batch_size=8, verbose=0)
-    assert np.all(np.isfinite(history.history["loss"]))
 
 
 def test_public_rate_is_python_float():

@@ -7,6 +7,9 @@ through DropBlock2D. Every regularizer is on, so every random stream and
 every rate is part of the model's state.
 """
 
+import json
+import os
+
 import keras
 import numpy as np
 
@@ -38,13 +41,8 @@ def _sequence_layers(seed):
     ]
 
 
-def build(seed=100, mask_zero=True, full=True):
-    """The model: inputs `[tokens (B, STEPS) int32, images (B, *IMAGE)]`.
-
-    `full=False` keeps one sequence layer (LayerNormLSTM) and the wrapper,
-    for tests that need the structure but not every recurrent layer (each
-    costs seconds of tracing on TensorFlow and JAX).
-    """
+def build(seed=100, mask_zero=True):
+    """The model: inputs `[tokens (B, STEPS) int32, images (B, *IMAGE)]`."""
     tokens = keras.Input((STEPS,), dtype="int32", name="tokens")
     images = keras.Input(IMAGE, name="images")
 
@@ -63,10 +61,7 @@ def build(seed=100, mask_zero=True, full=True):
         weight_dropout=0.1,
         seed=seed + 17,
     )
-    sequence_layers = _sequence_layers(seed)
-    if not full:
-        sequence_layers = sequence_layers[3:4]
-    recurrent = sequence_layers + [
+    recurrent = _sequence_layers(seed) + [
         keras.layers.RNN(layers.LayerNormWrapper(wrapped), return_sequences=True)
     ]
     for index, layer in enumerate(recurrent):
@@ -181,3 +176,43 @@ def fit_under_policy(policy, epochs=2, **compile_kwargs):
         return model, np.array(history.history["loss"]), model.predict(x, verbose=0)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def save_for_another_backend(directory):
+    """Saves the model (fixed weights, streams moved on) as `zoo.keras` and
+    `zoo.weights.h5`, its inputs, and what it computes on them as
+    `expected.npz`: its inference output and every variable."""
+    model = build()
+    set_weights(model)
+    advance_streams(model)
+    x, _ = data()
+    model.save(os.path.join(directory, "zoo.keras"))
+    model.save_weights(os.path.join(directory, "zoo.weights.h5"))
+    np.savez(os.path.join(directory, "inputs.npz"), tokens=x[0], images=x[1])
+    expected = {
+        "output": model.predict(x, verbose=0),
+        "config": np.array(json.dumps(model.get_config())),
+    }
+    for index, variable in enumerate(variables(model)):
+        expected[f"var{index}"] = keras.ops.convert_to_numpy(variable.value)
+        expected[f"path{index}"] = np.array(variable.path)
+    np.savez(os.path.join(directory, "expected.npz"), **expected)
+
+
+def load_saved(directory):
+    """Loads what `save_for_another_backend` wrote, twice: the `.keras` file
+    (safe_mode, no custom_objects) and the weights file into a new model.
+    Returns their outputs on the saved inputs, config and variables."""
+    inputs = np.load(os.path.join(directory, "inputs.npz"))
+    x = [inputs["tokens"], inputs["images"]]
+    loaded = keras.saving.load_model(
+        os.path.join(directory, "zoo.keras"), safe_mode=True
+    )
+    fresh = build()
+    fresh.load_weights(os.path.join(directory, "zoo.weights.h5"))
+    results = {"config": np.array(json.dumps(loaded.get_config()))}
+    for name, model in (("loaded", loaded), ("fresh", fresh)):
+        results[f"{name}_output"] = model.predict(x, verbose=0)
+        for index, variable in enumerate(variables(model)):
+            results[f"{name}_var{index}"] = keras.ops.convert_to_numpy(variable.value)
+    return results

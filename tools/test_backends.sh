@@ -20,7 +20,7 @@ run_one() {
   local log=".test-logs/$backend.log"
   local start rc
   start=$(date +%s)
-  KERAS_BACKEND=$backend "$PY" -m pytest -p no:cacheprovider "$@" >"$log" 2>&1
+  KERAS_BACKEND=$backend "$PY" -m pytest -p no:cacheprovider --durations=15 "$@" >"$log" 2>&1
   rc=$?
   echo "$rc $(( $(date +%s) - start ))" >".test-logs/$backend.status"
 }
