@@ -2,9 +2,17 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 
 import keras_reg
+
+# Reading KERAS_REG_RNG does not depend on the backend; the import in a
+# subprocess costs 10 s with TensorFlow and JAX, 3 s with torch.
+once = pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="backend-independent; runs once, in the torch suite",
+)
 
 
 def test_default_mode_is_portable():
@@ -34,12 +42,14 @@ def _import_with_env(value):
     )
 
 
+@once
 def test_environment_variable_sets_mode_at_import():
     result = _import_with_env("native")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "native"
 
 
+@once
 def test_invalid_environment_variable_raises_naming_value():
     result = _import_with_env("fast")
     assert result.returncode != 0

@@ -1,6 +1,9 @@
-"""The examples run on every backend (tiny settings), so they cannot rot."""
+"""The examples run (tiny settings), so they cannot rot: the small ones on
+every backend, the whole demo once."""
 
+import keras
 import numpy as np
+import pytest
 
 import keras_reg
 from examples import char_lm, cnn_digits, demo, digits_dropout, uncertainty
@@ -63,6 +66,12 @@ def test_auroc_matches_the_pairwise_definition():
     assert np.isclose(uncertainty.auroc(neg, pos), pairs)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="the examples are backend-agnostic Keras code over layers tested on "
+    "every backend; the quick demo (30 to 50 s) runs once, on the fastest",
+)
 def test_demo_runs_every_example_and_writes_its_outputs(tmp_path):
     outcome = demo.run(demo.SETTINGS["quick"], str(tmp_path), progress=False, samples=3)
     names = sorted(p.name for p in tmp_path.iterdir())

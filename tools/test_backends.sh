@@ -11,6 +11,14 @@ set -u
 PY=${PY:-.venv/bin/python}
 BACKENDS=${BACKENDS:-"jax tensorflow torch"}
 JOBS=${JOBS:-2}
+if [ "$JOBS" -gt 1 ]; then
+  # One thread per backend process: two processes already fill two cores,
+  # and torch's, TensorFlow's and XLA's own pools would oversubscribe them.
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1}
+  export TF_NUM_INTEROP_THREADS=${TF_NUM_INTEROP_THREADS:-1}
+  export XLA_FLAGS=${XLA_FLAGS:-"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+fi
 mkdir -p .test-logs
 rm -f .test-logs/*.status
 
