@@ -7,8 +7,8 @@ import pytest
 
 import keras_reg
 
-# Reading KERAS_REG_RNG does not depend on the backend; the import in a
-# subprocess costs 10 s with TensorFlow and JAX, 3 s with torch.
+# Reading KERAS_REG_RNG does not depend on the backend, and each test's
+# subprocess import costs about 10 s in the suite: they run once.
 once = pytest.mark.skipif(
     keras.backend.backend() != "torch",
     reason="backend-independent; runs once, in the torch suite",
