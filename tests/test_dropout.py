@@ -173,14 +173,28 @@ def test_same_seed_same_masks_successive_calls_differ():
     assert np.mean(a1 != c1) > 0.4
 
 
-def test_seed_none_draws_one_seed_and_keeps_it_in_config():
+def test_seed_none_stays_none_in_config_and_a_clone_draws_its_own_stream(tmp_path):
     layer = InvertedDropout(0.5)
-    assert isinstance(layer.seed, int)
+    assert layer.get_config()["seed"] is None
     clone = InvertedDropout.from_config(layer.get_config())
-    x = np.ones((16, 16), "float32")
+    x = np.ones((64, 64), "float32")
+    first = to_numpy(layer(x, training=True))
+    # Independent streams: two masks at rate 0.5 disagree on about half.
+    differ = np.mean(first != to_numpy(clone(x, training=True)))
+    assert abs(differ - 0.5) < six_sigma(0.5, x.size)
+    # The drawn seed is state: a reloaded model continues this stream.
+    model = keras.Sequential([keras.Input((64,)), layer])
+    path = tmp_path / "seedless.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(
-        to_numpy(layer(x, training=True)), to_numpy(clone(x, training=True))
+        to_numpy(model(x, training=True)), to_numpy(loaded(x, training=True))
     )
+    cloned = keras.models.clone_model(model)
+    differ = np.mean(
+        to_numpy(model(x, training=True)) != to_numpy(cloned(x, training=True))
+    )
+    assert abs(differ - 0.5) < six_sigma(0.5, x.size)
 
 
 def test_shared_axes_share_one_mask_value():

@@ -80,11 +80,15 @@ class Stochastic:
         return cls._rate_tuple
 
     def _init_random(self, seed):
-        seed = check_seed(seed)
-        self.seed = _random.new_seed() if seed is None else seed
+        # As in Keras: `seed=None` stays None in the config, so a clone
+        # (`from_config`, `clone_model`) draws its own stream. The seed drawn
+        # here lives in the random state, which is saved with the weights, so
+        # a reloaded layer continues this stream exactly.
+        self.seed = check_seed(seed)
+        drawn = _random.new_seed() if self.seed is None else self.seed
         replaced = self.__dict__.get("seed_generator")
         self.seed_generator = _random.RandomState(
-            self.seed, self._thresholds(), name=f"{self.name}_random_state"
+            drawn, self._thresholds(), name=f"{self.name}_random_state"
         )
         # A Keras cell's constructor made a `SeedGenerator` of its own. It
         # would stay a variable of every model, unused and unsaved, with a
