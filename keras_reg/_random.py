@@ -120,6 +120,10 @@ class RandomState(keras.random.SeedGenerator):
     def threshold(self, slot):
         return self.state.value[2 + slot]
 
+    def rate(self, slot):
+        """The drop rate of `slot`, `threshold / 2**24`, as float32."""
+        return ops.divide(ops.cast(self.threshold(slot), "float32"), float(ONE))
+
     def set_thresholds(self, thresholds):
         position = ops.copy(self.state.value[:2])
         values = ops.convert_to_tensor(np.asarray(thresholds, dtype="int32"))

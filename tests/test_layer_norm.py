@@ -139,7 +139,7 @@ def test_layer_norm_layers_match_the_numpy_equations(
         np.testing.assert_allclose(to_numpy(g), e, atol=atol)
     # keras.layers.RNN over the cell computes the same function.
     rnn = keras.layers.RNN(
-        layer_cls._cell_class(units, **kwargs), return_sequences=True, dtype=dtype
+        type(layer.cell)(units, **kwargs), return_sequences=True, dtype=dtype
     )
     rnn.build(x.shape)
     rnn.set_weights(layer.get_weights())

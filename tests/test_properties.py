@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_reg import _random, layers
+from keras_reg.layers.rnn import _masks
 from tests.helpers import to_numpy
 
 SETTINGS = settings(
@@ -132,17 +133,18 @@ def test_drop_block_zeroes_whole_blocks_and_rescales(
         ), (b, i, j, c)
 
 
-CELLS = [
-    layers.VariationalLSTMCell,
-    layers.VariationalGRUCell,
-    layers.VariationalSimpleRNNCell,
-    layers.LayerNormLSTMCell,
-]
+# Each cell and the number of gate blocks its kernels hold.
+CELLS = {
+    layers.VariationalLSTMCell: 4,
+    layers.VariationalGRUCell: 3,
+    layers.VariationalSimpleRNNCell: 1,
+    layers.LayerNormLSTMCell: 4,
+}
 
 
 @SETTINGS
 @given(
-    st.sampled_from(CELLS),
+    st.sampled_from(list(CELLS)),
     st.integers(1, 5),
     st.integers(1, 6),
     st.integers(1, 6),
@@ -154,8 +156,8 @@ CELLS = [
 def test_cell_masks_are_binary_times_scale_and_shared_as_documented(
     cell_cls, batch, features, units, dropout, recurrent, per_gate, seed
 ):
-    # A cell in Keras' RNN draws its masks once before the loop; their
-    # values and shapes are the documented ones.
+    # One call's masks (the module every cell and sequence layer draws them
+    # through): their values and shapes are the documented ones.
     cell = cell_cls(
         units,
         dropout=dropout,
@@ -164,17 +166,15 @@ def test_cell_masks_are_binary_times_scale_and_shared_as_documented(
         seed=seed,
     )
     cell.build((batch, features))
-    cell.get_dropout_mask(keras.ops.ones((batch, features)))
-    masks = {k: to_numpy(v) for k, v in cell._masks.items()}
-    cell.reset_dropout_mask()
-    gates = cell._gates if per_gate else 1
+    masks = _masks.draw(cell, batch, features, "float32")._asdict()
+    gates = CELLS[cell_cls] if per_gate else 1
     for name, rate, width in (
         ("input", dropout, features),
         ("recurrent", recurrent, units),
     ):
         if rate == 0:
-            assert name not in masks
+            assert masks[name] is None
             continue
-        mask = masks[name]
+        mask = to_numpy(masks[name])
         assert mask.shape == (gates, batch, width)
         assert set(np.unique(mask)) <= {0.0, np.float32(_scale(rate))}

@@ -45,3 +45,27 @@ def replica_id():
     module = _module()
     hook = getattr(module, "replica_id", None) if module else None
     return hook() if hook else None
+
+
+def recurrence(layer, sequences, initial_state, mask, masks):
+    """Runs a sequence layer's call in the backend's fused kernel.
+
+    Returns `(last_output, outputs, states)` as the portable loop does, or
+    None where no kernel applies (the layer then runs the portable loop).
+    """
+    if layer.use_cudnn is False:
+        return None
+    module = _module()
+    kernel = getattr(module, "recurrence", None) if module else None
+    if kernel is None:
+        return None
+    return kernel(layer, sequences, initial_state, mask, masks)
+
+
+def why_not(layer, mask, masks):
+    """Why no fused kernel runs this call, in a sentence."""
+    module = _module()
+    explain = getattr(module, "why_not", None) if module else None
+    if explain is None:
+        return "this backend has no fused recurrent kernel."
+    return explain(layer, mask, masks)

@@ -6,9 +6,10 @@ layer's `RandomState` variable, which compiled functions read: assigning
 `layer.rate = 0.3` takes effect at the next call without retracing.
 """
 
+import keras
 import numpy as np
 
-from keras_reg import _random
+from keras_reg import _keras_private, _random
 from keras_reg._checks import check_rate, check_seed
 
 # The key of the random state in a layer's saved variables.
@@ -87,16 +88,20 @@ class Stochastic:
         self.seed = check_seed(seed)
         drawn = _random.new_seed() if self.seed is None else self.seed
         replaced = self.__dict__.get("seed_generator")
+        # A unique scope, as Keras' own seed generators have: two cells of
+        # one name must not share a variable path (torch keys parameters
+        # by path).
+        prefix = f"{self.name}_random_state"
+        uid = keras.backend.get_uid(prefix)
         self.seed_generator = _random.RandomState(
-            drawn, self._thresholds(), name=f"{self.name}_random_state"
+            drawn,
+            self._thresholds(),
+            name=prefix if uid == 1 else f"{prefix}_{uid - 1}",
         )
-        # A Keras cell's constructor made a `SeedGenerator` of its own. It
-        # would stay a variable of every model, unused and unsaved, with a
-        # new random value after each load; Keras has no public way to
-        # untrack it, hence the private list, guarded.
-        generators = getattr(self, "_seed_generators", None)
-        if replaced is not None and isinstance(generators, list):
-            generators[:] = [g for g in generators if g is not replaced]
+        # A Keras cell's constructor made a `SeedGenerator` of its own; it
+        # would stay an unused, unsaved variable of every model.
+        if replaced is not None:
+            _keras_private.untrack(self, replaced)
 
     def _check_rate_change(self, name, value):
         """Raises if `name` cannot take `value` after construction."""

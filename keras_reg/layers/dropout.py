@@ -99,8 +99,13 @@ class InvertedDropout(_MaskedDropout):
         super().__init__(rate, seed=seed, **kwargs)
         self.noise_shape = check_noise_shape(noise_shape)
         self.shared_axes = check_axes("shared_axes", shared_axes)
+        # No weights to create (the random state exists already): built at
+        # construction, as Keras' `Dropout` is, unless a subclass has a
+        # `build` of its own. The input shape is checked at each call.
+        if type(self).build is keras.layers.Layer.build:
+            self.built = True
 
-    def build(self, input_shape):
+    def _check_input_shape(self, input_shape):
         rank = len(input_shape)
         if self.noise_shape is not None:
             if len(self.noise_shape) != rank:
@@ -125,7 +130,14 @@ class InvertedDropout(_MaskedDropout):
                     f"Expected axes of a rank-{rank} input. Received: "
                     f"shared_axes={list(self.shared_axes)}"
                 )
-        super().build(input_shape)
+
+    def call(self, inputs, training=False):
+        self._check_input_shape(inputs.shape)
+        return super().call(inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        self._check_input_shape(input_shape)
+        return input_shape
 
     def _noise_shape(self, inputs):
         shape = list(ops.shape(inputs))

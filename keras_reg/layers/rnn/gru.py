@@ -1,71 +1,198 @@
-"""GRU cells and layers: shared-mask dropout, and its LayerNorm variant.
+"""GRU cells and layers with shared-mask dropout, and their LayerNorm variant.
 
-The equations live in `VariationalGRUCell._project` and `._step`; the
-LayerNorm cell is the same cell with `_normalize` switched on.
+The equations live in `VariationalGRUCell._project` (the input side, run
+for all steps at once by the sequence layer) and `._step` (one recurrent
+step); `LayerNormGRUCell` is the same cell with `_normalize` switched on.
 """
 
 import keras
 from keras import ops
 
-from keras_reg.layers.rnn.base import (
-    GatedLayerNormCell,
-    VariationalCell,
-    VariationalRNN,
-    args_doc,
-    cell_call_doc,
-    gated_matmul,
-    layer_call_doc,
-    norm_args_doc,
-    regularization_doc,
-)
-
-
-def _per_gate(h, mask, gates):
-    """`h` times each gate's recurrent mask (the same mask when shared)."""
-    if mask is None:
-        return [h] * gates
-    if mask.shape[0] == 1:
-        return [h * mask[0]] * gates
-    return [h * mask[g] for g in range(gates)]
+from keras_reg.layers.rnn._cell import VariationalCell, gated_matmul
+from keras_reg.layers.rnn._layer_norm import GatedLayerNormCell
+from keras_reg.layers.rnn._sequence import VariationalRNN, check_implementation
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
 class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
-    __doc__ = (
-        """Cell class of `VariationalGRU`: a GRU cell with masks shared
-    across time steps.
+    """Cell class of `VariationalGRU`: a GRU cell whose dropout masks are
+    shared across time steps.
 
     Takes every argument of `keras.layers.GRUCell`, with the same defaults
-    and weights (gate order z, r, h; `reset_after=True` by default), plus
-    the regularization below. With every rate at 0 it computes exactly
-    `keras.layers.GRUCell`. Inside `keras.layers.RNN` the masks are drawn
-    once per call, before the loop (at every call, inference included);
-    `zoneout` and `share_input_mask=False` need `VariationalGRU`.
-"""
-        + regularization_doc("three", "`h`")
-        + """
+    and weights (`kernel`, `recurrent_kernel`, `bias`; gate order z, r, h;
+    `reset_after=True` by default), and the regularization arguments below.
+    With every rate at 0 it computes exactly `keras.layers.GRUCell`.
+
+    What is random, and what is shared (every rate is the fraction to DROP,
+    not the keep probability; kept units are scaled by `1 / (1 - rate)`):
+
+    - `dropout` masks the input `x_t`: one mask per sample, the same at
+      every step of a sequence.
+    - `recurrent_dropout` masks `h_{t-1}` before the recurrent matmul: one
+      mask per sample, the same at every step.
+    - `output_dropout` masks the emitted output `h_t` (not the carried
+      state): one mask per sample, the same at every step.
+    - `weight_dropout` drops entries of the recurrent kernel (DropConnect):
+      one mask per call, shared by the whole batch and every step.
+    - `zoneout`: each unit of `h` keeps its previous value with this
+      probability, drawn afresh at every step; at inference the state is
+      the expectation `zoneout * old + (1 - zoneout) * new`.
+
     Keras 3's own GRU with one recurrent mask for all gates failed to
     converge until per-gate masks came back (keras-team/keras#20276); try
     `per_gate_masks=True` when a GRU with `recurrent_dropout` stalls.
 
-"""
-        + args_doc("GRUCell")
-        + cell_call_doc("the state `(batch, units)` (or a list holding it)")
-        + """
+    Inside `keras.layers.RNN` the masks are drawn once per training call,
+    before the loop, and dropped after it; inference draws nothing.
+    `zoneout` and `share_input_mask=False` need `VariationalGRU`. A cell
+    called on its own is one step, with masks of its own.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation function to use. Defaults to hyperbolic
+            tangent (`tanh`). If you pass None, no activation is applied
+            (ie. "linear" activation: `a(x) = x`).
+        recurrent_activation: Activation function to use for the recurrent
+            step. Defaults to sigmoid (`sigmoid`).
+        use_bias: Boolean, whether the layer should use a bias vector.
+            Defaults to `True`.
+        kernel_initializer: Initializer for the `kernel` weights matrix,
+            used for the linear transformation of the inputs. Defaults to
+            `"glorot_uniform"`.
+        recurrent_initializer: Initializer for the `recurrent_kernel`
+            weights matrix, used for the linear transformation of the
+            recurrent state. Defaults to `"orthogonal"`.
+        bias_initializer: Initializer for the bias vector. Defaults to
+            `"zeros"`.
+        kernel_regularizer: Regularizer function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_regularizer: Regularizer function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_regularizer: Regularizer function applied to the bias vector.
+            Defaults to `None`.
+        kernel_constraint: Constraint function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_constraint: Constraint function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_constraint: Constraint function applied to the bias vector.
+            Defaults to `None`.
+        dropout: Float in [0, 1), the fraction of the input units to DROP,
+            one mask per sample shared by all steps. Defaults to `0.0`.
+        recurrent_dropout: Float in [0, 1), the fraction of the units of
+            `h_{t-1}` to DROP before the recurrent matmul, one mask per
+            sample shared by all steps. Defaults to `0.0`.
+        output_dropout: Float in [0, 1), the fraction of the output units to
+            DROP, one mask per sample shared by all steps; the carried state
+            is not dropped. Defaults to `0.0`.
+        weight_dropout: Float in [0, 1), the fraction of the recurrent
+            kernel's entries to DROP, one mask per call for the whole batch.
+            Defaults to `0.0`.
+        zoneout: Float in [0, 1), the probability that a state unit keeps
+            its previous value at a step. Defaults to `0.0`.
+        per_gate_masks: Boolean. `False` uses one input mask and one
+            recurrent mask for all three gates; `True` an independent mask
+            per gate (Gal & Ghahramani 2016). Defaults to `False`.
+        share_input_mask: Boolean. `True` shares the input mask across time
+            steps; `False` draws a fresh one at every step (the Keras 2
+            behaviour on GPU). Defaults to `True`.
+        reset_after: Boolean. GRU convention (whether to apply the reset
+            gate after or before the matrix multiplication). `True` is the
+            cuDNN-compatible convention. Defaults to `True`.
+        seed: Optional integer, the seed of the cell's random stream. The
+            same seed gives the same masks, run after run (and, in the
+            default "portable" mode, on every backend). Defaults to `None`:
+            a seed is drawn, kept in the cell's state (saved with the
+            weights) and left out of the config, so a clone draws its own.
+        implementation: Keras' legacy argument, accepted and kept in the
+            config; results do not depend on it. Defaults to `2`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: A 2D tensor, with shape `(batch, features)`.
+        states: A 2D tensor with shape `(batch, units)` (or a list holding
+            it), the state of the previous step.
+        training: Python boolean indicating whether the cell should behave
+            in training mode (masks applied) or in inference mode (no
+            masks; zoneout is its expectation). Defaults to `False`.
+
     Example:
 
     >>> cell = keras_reg.layers.VariationalGRUCell(32, recurrent_dropout=0.25)
     >>> layer = keras.layers.RNN(cell)
+    >>> layer(keras.ops.ones((4, 10, 8)), training=True).shape
+    (4, 32)
 
     Reference:
-        Cho et al., 2014; Gal & Ghahramani, 2016; Merity et al., 2017;
-        Krueger et al., 2016.
+        - [Cho et al., 2014](https://arxiv.org/abs/1406.1078), "Learning
+          Phrase Representations using RNN Encoder-Decoder".
+        - [Gal & Ghahramani, 2016](https://arxiv.org/abs/1512.05287), "A
+          Theoretically Grounded Application of Dropout in Recurrent Neural
+          Networks".
+        - [Krueger et al., 2016](https://arxiv.org/abs/1606.01305),
+          "Zoneout".
     """
-    )
 
     _gates = 3
 
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        reset_after=True,
+        seed=None,
+        implementation=2,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            reset_after=reset_after,
+            **kwargs,
+        )
+        self._init_regularization(
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            output_dropout=output_dropout,
+            weight_dropout=weight_dropout,
+            zoneout=zoneout,
+            per_gate_masks=per_gate_masks,
+            share_input_mask=share_input_mask,
+            seed=seed,
+            implementation=check_implementation(implementation),
+        )
+
     def _biases(self):
+        """`(input_bias, recurrent_bias)`; the second only with
+        `reset_after=True`."""
         if not self.use_bias:
             return None, None
         if self.reset_after:
@@ -79,74 +206,311 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
 
     def _step(self, xw, states, recurrent_mask, recurrent_kernel):
         (h_prev,) = states
-        units = self.units
         _, recurrent_bias = self._biases()
+        sigma, tanh = self.recurrent_activation, self.activation
         x_z, x_r, x_h = ops.split(xw, 3, axis=-1)
-        h_z, h_r, h_h = _per_gate(h_prev, recurrent_mask, 3)
-        k_z, k_r, k_h = ops.split(recurrent_kernel, 3, axis=-1)
         if self.reset_after:
-            if h_z is h_r is h_h:  # one mask: one matmul for all gates
-                rec = ops.matmul(h_z, recurrent_kernel)
-            else:
-                rec = ops.concatenate(
-                    [ops.matmul(h_z, k_z), ops.matmul(h_r, k_r), ops.matmul(h_h, k_h)],
-                    axis=-1,
-                )
+            rec = gated_matmul(h_prev, recurrent_mask, recurrent_kernel)
             rec = self._normalize("recurrent", rec)
             if recurrent_bias is not None:
                 rec = ops.add(rec, recurrent_bias)
             r_z, r_r, r_h = ops.split(rec, 3, axis=-1)
-            z = self.recurrent_activation(x_z + r_z)
-            r = self.recurrent_activation(x_r + r_r)
-            candidate = self.activation(x_h + r * r_h)
+            z = sigma(x_z + r_z)
+            r = sigma(x_r + r_r)
+            candidate = tanh(x_h + r * r_h)
         else:
-            rec = ops.matmul(h_z, recurrent_kernel[:, : 2 * units])
-            if h_r is not h_z:
-                rec = ops.concatenate([rec[:, :units], ops.matmul(h_r, k_r)], axis=-1)
-            z = self.recurrent_activation(x_z + rec[:, :units])
-            r = self.recurrent_activation(x_r + rec[:, units:])
-            candidate = self.activation(x_h + ops.matmul(r * h_h, k_h))
+            # The reset gate multiplies h before its matmul: split the
+            # kernel into the z-r block and the candidate block.
+            units = self.units
+            h_zr = h_h = h_prev
+            if recurrent_mask is not None:
+                h_zr = h_prev * recurrent_mask[0]
+                h_h = h_prev * recurrent_mask[-1]
+            if recurrent_mask is not None and recurrent_mask.shape[0] > 1:
+                zr = ops.concatenate(
+                    [
+                        ops.matmul(h_zr, recurrent_kernel[:, :units]),
+                        ops.matmul(
+                            h_prev * recurrent_mask[1],
+                            recurrent_kernel[:, units : 2 * units],
+                        ),
+                    ],
+                    axis=-1,
+                )
+            else:
+                zr = ops.matmul(h_zr, recurrent_kernel[:, : 2 * units])
+            z = sigma(x_z + zr[:, :units])
+            r = sigma(x_r + zr[:, units:])
+            candidate = tanh(
+                x_h + ops.matmul(r * h_h, recurrent_kernel[:, 2 * units :])
+            )
         return [z * h_prev + (1 - z) * candidate]
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
 class VariationalGRU(VariationalRNN):
-    __doc__ = (
-        """Gated Recurrent Unit layer with masks shared across time steps.
+    """Gated Recurrent Unit layer whose dropout masks are shared across time
+    steps.
 
-    Takes every argument of `keras.layers.GRU` (cell arguments including
-    `reset_after`, `return_sequences`, `return_state`, `go_backwards`,
-    `stateful`, `unroll`, ...), with the same defaults and weights, plus the
-    regularization below. With every rate at 0 it computes exactly
-    `keras.layers.GRU`. The input projection of all steps runs as one
-    matmul before the time loop.
-"""
-        + regularization_doc("three", "`h`")
-        + """
-"""
-        + args_doc("GRU")
-        + layer_call_doc("optional tensor `(batch, units)`")
-        + """
+    A drop-in for `keras.layers.GRU`: it takes every argument of the Keras
+    layer (`reset_after` included), with the same defaults and weights, and
+    the regularization arguments below. With every rate at 0 it computes
+    exactly `keras.layers.GRU`, and it equals
+    `keras.layers.RNN(VariationalGRUCell(...))` with the same arguments and
+    seed.
+
+    What is random, and what is shared (every rate is the fraction to DROP,
+    not the keep probability; kept units are scaled by `1 / (1 - rate)`):
+
+    - `dropout` masks the input `x_t`: one mask per sample, the same at
+      every step of the sequence (`share_input_mask=False`: a fresh mask at
+      every step).
+    - `recurrent_dropout` masks `h_{t-1}` before the recurrent matmul: one
+      mask per sample, the same at every step.
+    - `output_dropout` masks the emitted outputs `h_t` (not the carried
+      state nor the returned state): one mask per sample, the same at every
+      step.
+    - `weight_dropout` drops entries of the recurrent kernel (DropConnect):
+      one mask per call, shared by the whole batch and every step.
+    - `zoneout`: each unit of `h` keeps its previous value with this
+      probability, drawn afresh at every step; at inference the state is
+      the expectation `zoneout * old + (1 - zoneout) * new`.
+
+    The masks are drawn once per training call, before the loop, so the
+    input projection of all steps runs as one matmul. Inference draws
+    nothing and computes what `keras.layers.GRU` computes. Where the call
+    allows it, a backend's fused GRU kernel runs the loop: see `use_cudnn`.
+    Try `per_gate_masks=True` when a GRU with `recurrent_dropout` stalls
+    (keras-team/keras#20276).
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation function to use. Defaults to hyperbolic
+            tangent (`tanh`). If you pass None, no activation is applied
+            (ie. "linear" activation: `a(x) = x`).
+        recurrent_activation: Activation function to use for the recurrent
+            step. Defaults to sigmoid (`sigmoid`).
+        use_bias: Boolean, whether the layer should use a bias vector.
+            Defaults to `True`.
+        kernel_initializer: Initializer for the `kernel` weights matrix,
+            used for the linear transformation of the inputs. Defaults to
+            `"glorot_uniform"`.
+        recurrent_initializer: Initializer for the `recurrent_kernel`
+            weights matrix, used for the linear transformation of the
+            recurrent state. Defaults to `"orthogonal"`.
+        bias_initializer: Initializer for the bias vector. Defaults to
+            `"zeros"`.
+        kernel_regularizer: Regularizer function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_regularizer: Regularizer function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_regularizer: Regularizer function applied to the bias vector.
+            Defaults to `None`.
+        activity_regularizer: Regularizer function applied to the output of
+            the layer (its "activation"). Defaults to `None`.
+        kernel_constraint: Constraint function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_constraint: Constraint function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_constraint: Constraint function applied to the bias vector.
+            Defaults to `None`.
+        dropout: Float in [0, 1), the fraction of the input units to DROP,
+            one mask per sample shared by all steps. Defaults to `0.0`.
+        recurrent_dropout: Float in [0, 1), the fraction of the units of
+            `h_{t-1}` to DROP before the recurrent matmul, one mask per
+            sample shared by all steps. Defaults to `0.0`.
+        output_dropout: Float in [0, 1), the fraction of the output units to
+            DROP, one mask per sample shared by all steps. Defaults to
+            `0.0`.
+        weight_dropout: Float in [0, 1), the fraction of the recurrent
+            kernel's entries to DROP, one mask per call for the whole batch.
+            Defaults to `0.0`.
+        zoneout: Float in [0, 1), the probability that a state unit keeps
+            its previous value at a step. Defaults to `0.0`.
+        per_gate_masks: Boolean. `False` uses one input mask and one
+            recurrent mask for all three gates; `True` an independent mask
+            per gate (Gal & Ghahramani 2016). Defaults to `False`.
+        share_input_mask: Boolean. `True` shares the input mask across time
+            steps; `False` draws a fresh one at every step (the Keras 2
+            behaviour on GPU). Defaults to `True`.
+        seed: Optional integer, the seed of the layer's random stream. The
+            same seed gives the same masks, run after run (and, in the
+            default "portable" mode, on every backend). Defaults to `None`:
+            a seed is drawn, kept in the layer's state (saved with the
+            weights) and left out of the config, so a clone draws its own.
+        return_sequences: Boolean. Whether to return the last output in the
+            output sequence, or the full sequence. Defaults to `False`.
+        return_state: Boolean. Whether to return the last state in addition
+            to the output. Defaults to `False`.
+        go_backwards: Boolean. If `True`, process the input sequence
+            backwards and return the reversed sequence. Defaults to
+            `False`.
+        stateful: Boolean. If `True`, the last state for each sample at
+            index i in a batch will be used as initial state for the sample
+            of index i in the following batch. Defaults to `False`.
+        unroll: Boolean. If `True`, the network will be unrolled, else a
+            symbolic loop will be used. Unrolling can speed up an RNN,
+            although it tends to be more memory-intensive. Unrolling is
+            only suitable for short sequences. Defaults to `False`.
+        reset_after: Boolean. GRU convention (whether to apply the reset
+            gate after or before the matrix multiplication). `True` is the
+            cuDNN-compatible convention. Defaults to `True`.
+        use_cudnn: `"auto"`, `True` or `False`. `"auto"` runs the
+            recurrence in the backend's fused kernel (cuDNN on GPU) where
+            the call allows it, and in the portable loop elsewhere; `False`
+            always uses the portable loop; `True` raises where no fused
+            kernel can run the call. Defaults to `"auto"`.
+        zero_output_for_mask: Boolean. With an input mask, `True` outputs
+            zeros at masked steps; `False` repeats the output of the
+            previous step. Defaults to `False`.
+        implementation: Keras' legacy argument, accepted and kept in the
+            config; results do not depend on it. Defaults to `2`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        sequences: A 3D tensor, with shape `(batch, timesteps, feature)`.
+        initial_state: The initial state tensor `(batch, units)`, or a list
+            holding it. Defaults to zeros (or, if `stateful`, the last
+            state).
+        mask: Binary tensor of shape `(batch, timesteps)` indicating
+            whether a given timestep should be masked (optional). An
+            individual `True` entry indicates that the corresponding
+            timestep should be utilized, while a `False` entry indicates
+            that the corresponding timestep should be ignored.
+        training: Python boolean indicating whether the layer should behave
+            in training mode (masks drawn and applied) or in inference mode.
+            Defaults to `False`.
+
+    Input shape:
+        3D tensor with shape `(batch, timesteps, features)`.
+
+    Output shape:
+        `(batch, units)`, or `(batch, timesteps, units)` with
+        `return_sequences=True`; with `return_state=True`, followed by the
+        last state `(batch, units)`.
+
     Example:
 
     >>> inputs = keras.Input((None, 16))
     >>> x = keras_reg.layers.VariationalGRU(
     ...     64, dropout=0.2, recurrent_dropout=0.2, per_gate_masks=True
     ... )(inputs)
+    >>> x.shape
+    (None, 64)
 
     Reference:
-        Cho et al., 2014; Gal & Ghahramani, 2016.
+        - [Cho et al., 2014](https://arxiv.org/abs/1406.1078), "Learning
+          Phrase Representations using RNN Encoder-Decoder".
+        - [Gal & Ghahramani, 2016](https://arxiv.org/abs/1512.05287), "A
+          Theoretically Grounded Application of Dropout in Recurrent Neural
+          Networks".
+        - [Krueger et al., 2016](https://arxiv.org/abs/1606.01305),
+          "Zoneout".
     """
-    )
 
-    _cell_class = VariationalGRUCell
-    _cell_name = "variational_gru_cell"
-    _has_use_cudnn = True
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        reset_after=True,
+        use_cudnn="auto",
+        zero_output_for_mask=False,
+        implementation=2,
+        **kwargs,
+    ):
+        cell = VariationalGRUCell(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            output_dropout=output_dropout,
+            weight_dropout=weight_dropout,
+            zoneout=zoneout,
+            per_gate_masks=per_gate_masks,
+            share_input_mask=share_input_mask,
+            reset_after=reset_after,
+            seed=seed,
+            implementation=implementation,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="variational_gru_cell",
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            use_cudnn=use_cudnn,
+            activity_regularizer=activity_regularizer,
+            **kwargs,
+        )
+
+    @property
+    def recurrent_activation(self):
+        return self.cell.recurrent_activation
+
+    @property
+    def reset_after(self):
+        return self.cell.reset_after
 
 
-_DOC_LAYER_NORM = """
-    Equations (`LN` over the last axis; Keras' gate order z, r, h and
-    `reset_after=True`, the only mode):
+def _check_reset_after(cls, reset_after):
+    if reset_after is not True:
+        raise ValueError(
+            "Invalid value received for argument `reset_after`. "
+            f"{cls.__name__} supports only `reset_after=True`. "
+            f"Received: reset_after={reset_after!r}"
+        )
+    return reset_after
+
+
+@keras.saving.register_keras_serializable(package="keras_reg")
+class LayerNormGRUCell(GatedLayerNormCell, VariationalGRUCell):
+    """GRU cell with layer normalization and the regularization of
+    `VariationalGRUCell`.
+
+    Equations (`LN` over the last axis, biased variance, computed in at
+    least float32; Keras' gate order z, r, h with `reset_after=True`, the
+    only mode):
 
         xz, xr, xh = split(LN(x @ kernel) + input_bias, 3)
         hz, hr, hh = split(LN(h_prev @ recurrent_kernel) + recurrent_bias, 3)
@@ -155,75 +519,378 @@ _DOC_LAYER_NORM = """
 
     Weights, in order: `kernel`, `recurrent_kernel`, `bias` (`(2, 3 *
     units)`), then gamma and beta of the kernel and recurrent norms.
-"""
 
+    What is random, and what is shared: as in `VariationalGRUCell`. Every
+    rate is the fraction to DROP; `dropout`, `recurrent_dropout` and
+    `output_dropout` draw one mask per sample shared by all steps,
+    `weight_dropout` one mask per call for the whole batch, `zoneout` a
+    fresh mask per step (its expectation at inference).
 
-@keras.saving.register_keras_serializable(package="keras_reg")
-class LayerNormGRUCell(GatedLayerNormCell, VariationalGRUCell):
-    __doc__ = (
-        """GRU cell with layer normalization and the regularization of
-    `VariationalGRUCell`.
-"""
-        + _DOC_LAYER_NORM
-        + regularization_doc("three", "`h`")
-        + """
-"""
-        + args_doc("GRUCell")
-        + norm_args_doc("1e-3")
-        + cell_call_doc("the state `(batch, units)` (or a list holding it)")
-        + """
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation function to use. Defaults to hyperbolic
+            tangent (`tanh`).
+        recurrent_activation: Activation function to use for the recurrent
+            step. Defaults to sigmoid (`sigmoid`).
+        use_bias: Boolean, whether the layer should use a bias vector.
+            Defaults to `True`.
+        kernel_initializer: Initializer for the `kernel` weights matrix.
+            Defaults to `"glorot_uniform"`.
+        recurrent_initializer: Initializer for the `recurrent_kernel`
+            weights matrix. Defaults to `"orthogonal"`.
+        bias_initializer: Initializer for the bias vector. Defaults to
+            `"zeros"`.
+        kernel_regularizer: Regularizer function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_regularizer: Regularizer function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_regularizer: Regularizer function applied to the bias vector.
+            Defaults to `None`.
+        kernel_constraint: Constraint function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_constraint: Constraint function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_constraint: Constraint function applied to the bias vector.
+            Defaults to `None`.
+        norm_gamma_initializer: Initializer of the LayerNorm scales.
+            Defaults to `"ones"`.
+        norm_beta_initializer: Initializer of the LayerNorm offsets.
+            Defaults to `"zeros"`.
+        norm_epsilon: Float > 0 added to the variance. Defaults to `1e-3`.
+        dropout: Float in [0, 1), the fraction of the input units to DROP,
+            one mask per sample shared by all steps. Defaults to `0.0`.
+        recurrent_dropout: Float in [0, 1), the fraction of the units of
+            `h_{t-1}` to DROP before the recurrent matmul, one mask per
+            sample shared by all steps. Defaults to `0.0`.
+        output_dropout: Float in [0, 1), the fraction of the output units to
+            DROP, one mask per sample shared by all steps. Defaults to
+            `0.0`.
+        weight_dropout: Float in [0, 1), the fraction of the recurrent
+            kernel's entries to DROP, one mask per call for the whole batch.
+            Defaults to `0.0`.
+        zoneout: Float in [0, 1), the probability that a state unit keeps
+            its previous value at a step. Defaults to `0.0`.
+        per_gate_masks: Boolean, an independent input and recurrent mask
+            per gate. Defaults to `False`.
+        share_input_mask: Boolean. `False` draws a fresh input mask at
+            every step. Defaults to `True`.
+        reset_after: Must be `True` (the only mode with layer
+            normalization); accepted for compatibility with
+            `keras.layers.GRUCell`. Defaults to `True`.
+        seed: Optional integer, the seed of the cell's random stream.
+            Defaults to `None` (a seed is drawn and kept in the cell's
+            state, not in the config).
+        implementation: Keras' legacy argument, accepted and kept in the
+            config; results do not depend on it. Defaults to `2`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: A 2D tensor, with shape `(batch, features)`.
+        states: A 2D tensor with shape `(batch, units)` (or a list holding
+            it), the state of the previous step.
+        training: Python boolean indicating whether the cell should behave
+            in training mode or in inference mode. Defaults to `False`.
+
     Example:
 
     >>> cell = keras_reg.layers.LayerNormGRUCell(32, recurrent_dropout=0.25)
     >>> layer = keras.layers.RNN(cell)
+    >>> layer(keras.ops.ones((4, 10, 8))).shape
+    (4, 32)
 
     Reference:
-        Ba, Kiros & Hinton, 2016, "Layer Normalization".
+        - [Ba, Kiros & Hinton, 2016](https://arxiv.org/abs/1607.06450),
+          "Layer Normalization".
+        - [Gal & Ghahramani, 2016](https://arxiv.org/abs/1512.05287).
     """
-    )
 
     _norm_sizes = (("kernel", 3), ("recurrent", 3))
 
-    def __init__(self, units, **kwargs):
-        reset_after = kwargs.get("reset_after", True)
-        if reset_after is not True:
-            raise ValueError(
-                "Invalid value received for argument `reset_after`. "
-                f"{type(self).__name__} supports only `reset_after=True`. "
-                f"Received: reset_after={reset_after!r}"
-            )
-        super().__init__(units, **kwargs)
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        norm_gamma_initializer="ones",
+        norm_beta_initializer="zeros",
+        norm_epsilon=1e-3,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        reset_after=True,
+        seed=None,
+        implementation=2,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            output_dropout=output_dropout,
+            weight_dropout=weight_dropout,
+            zoneout=zoneout,
+            per_gate_masks=per_gate_masks,
+            share_input_mask=share_input_mask,
+            reset_after=_check_reset_after(type(self), reset_after),
+            seed=seed,
+            implementation=implementation,
+            **kwargs,
+        )
+        self._init_gated_norm(
+            norm_gamma_initializer, norm_beta_initializer, norm_epsilon
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
 class LayerNormGRU(VariationalRNN):
-    __doc__ = (
-        """GRU layer with layer normalization (`LayerNormGRUCell`) and masks
-    shared across time steps.
+    """GRU layer with layer normalization (`LayerNormGRUCell`) and dropout
+    masks shared across time steps.
 
     Takes every argument of `keras.layers.GRU` (`reset_after` must stay
     `True`), the LayerNorm arguments of `LayerNormGRUCell` and the
-    regularization below. `LN(x @ kernel)` of all steps runs before the
-    time loop.
-"""
-        + _DOC_LAYER_NORM
-        + regularization_doc("three", "`h`")
-        + """
-"""
-        + args_doc("GRU")
-        + norm_args_doc("1e-3")
-        + layer_call_doc("optional tensor `(batch, units)`")
-        + """
+    regularization arguments of `VariationalGRU`. `LN(x @ kernel)` of all
+    steps runs before the time loop. Equations, per step:
+
+        xz, xr, xh = split(LN(x @ kernel) + input_bias, 3)
+        hz, hr, hh = split(LN(h_prev @ recurrent_kernel) + recurrent_bias, 3)
+        z = sigmoid(xz + hz); r = sigmoid(xr + hr)
+        h = z * h_prev + (1 - z) * tanh(xh + r * hh)
+
+    What is random, and what is shared: as in `VariationalGRU`. Every rate
+    is the fraction to DROP; `dropout`, `recurrent_dropout` and
+    `output_dropout` draw one mask per sample shared by all steps,
+    `weight_dropout` one mask per call for the whole batch, `zoneout` a
+    fresh mask per step (its expectation at inference). The LayerNorm
+    layers always run the portable loop (no fused kernel normalizes).
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation function to use. Defaults to hyperbolic
+            tangent (`tanh`).
+        recurrent_activation: Activation function to use for the recurrent
+            step. Defaults to sigmoid (`sigmoid`).
+        use_bias: Boolean, whether the layer should use a bias vector.
+            Defaults to `True`.
+        kernel_initializer: Initializer for the `kernel` weights matrix.
+            Defaults to `"glorot_uniform"`.
+        recurrent_initializer: Initializer for the `recurrent_kernel`
+            weights matrix. Defaults to `"orthogonal"`.
+        bias_initializer: Initializer for the bias vector. Defaults to
+            `"zeros"`.
+        kernel_regularizer: Regularizer function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_regularizer: Regularizer function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_regularizer: Regularizer function applied to the bias vector.
+            Defaults to `None`.
+        activity_regularizer: Regularizer function applied to the output of
+            the layer. Defaults to `None`.
+        kernel_constraint: Constraint function applied to the `kernel`
+            weights matrix. Defaults to `None`.
+        recurrent_constraint: Constraint function applied to the
+            `recurrent_kernel` weights matrix. Defaults to `None`.
+        bias_constraint: Constraint function applied to the bias vector.
+            Defaults to `None`.
+        norm_gamma_initializer: Initializer of the LayerNorm scales.
+            Defaults to `"ones"`.
+        norm_beta_initializer: Initializer of the LayerNorm offsets.
+            Defaults to `"zeros"`.
+        norm_epsilon: Float > 0 added to the variance. Defaults to `1e-3`.
+        dropout: Float in [0, 1), the fraction of the input units to DROP.
+            Defaults to `0.0`.
+        recurrent_dropout: Float in [0, 1), the fraction of the units of
+            `h_{t-1}` to DROP. Defaults to `0.0`.
+        output_dropout: Float in [0, 1), the fraction of the output units to
+            DROP. Defaults to `0.0`.
+        weight_dropout: Float in [0, 1), the fraction of the recurrent
+            kernel's entries to DROP. Defaults to `0.0`.
+        zoneout: Float in [0, 1), the probability that a state unit keeps
+            its previous value at a step. Defaults to `0.0`.
+        per_gate_masks: Boolean, an independent input and recurrent mask
+            per gate. Defaults to `False`.
+        share_input_mask: Boolean. `False` draws a fresh input mask at
+            every step. Defaults to `True`.
+        seed: Optional integer, the seed of the layer's random stream.
+            Defaults to `None` (a seed is drawn and kept in the layer's
+            state, not in the config).
+        return_sequences: Boolean. Whether to return the last output in the
+            output sequence, or the full sequence. Defaults to `False`.
+        return_state: Boolean. Whether to return the last state in addition
+            to the output. Defaults to `False`.
+        go_backwards: Boolean. If `True`, process the input sequence
+            backwards and return the reversed sequence. Defaults to
+            `False`.
+        stateful: Boolean. If `True`, the last state for each sample at
+            index i in a batch will be used as initial state for the sample
+            of index i in the following batch. Defaults to `False`.
+        unroll: Boolean. If `True`, the network will be unrolled. Defaults
+            to `False`.
+        reset_after: Must be `True`; accepted for compatibility with
+            `keras.layers.GRU`. Defaults to `True`.
+        use_cudnn: `"auto"`, `True` or `False`, as in `VariationalGRU`. No
+            fused kernel normalizes, so `True` raises. Defaults to
+            `"auto"`.
+        zero_output_for_mask: Boolean. With an input mask, `True` outputs
+            zeros at masked steps; `False` repeats the output of the
+            previous step. Defaults to `False`.
+        implementation: Keras' legacy argument, accepted and kept in the
+            config; results do not depend on it. Defaults to `2`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        sequences: A 3D tensor, with shape `(batch, timesteps, feature)`.
+        initial_state: The initial state tensor `(batch, units)`, or a list
+            holding it. Defaults to zeros.
+        mask: Binary tensor of shape `(batch, timesteps)` indicating
+            whether a given timestep should be masked (optional).
+        training: Python boolean indicating whether the layer should behave
+            in training mode or in inference mode. Defaults to `False`.
+
+    Input shape:
+        3D tensor with shape `(batch, timesteps, features)`.
+
+    Output shape:
+        `(batch, units)`, or `(batch, timesteps, units)` with
+        `return_sequences=True`; with `return_state=True`, followed by the
+        last state.
+
     Example:
 
     >>> inputs = keras.Input((None, 16))
     >>> x = keras_reg.layers.LayerNormGRU(64, recurrent_dropout=0.2)(inputs)
+    >>> x.shape
+    (None, 64)
 
     Reference:
-        Ba, Kiros & Hinton, 2016, "Layer Normalization".
+        - [Ba, Kiros & Hinton, 2016](https://arxiv.org/abs/1607.06450),
+          "Layer Normalization".
+        - [Gal & Ghahramani, 2016](https://arxiv.org/abs/1512.05287).
     """
-    )
 
-    _cell_class = LayerNormGRUCell
-    _cell_name = "layer_norm_gru_cell"
-    _has_use_cudnn = True
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        norm_gamma_initializer="ones",
+        norm_beta_initializer="zeros",
+        norm_epsilon=1e-3,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        output_dropout=0.0,
+        weight_dropout=0.0,
+        zoneout=0.0,
+        per_gate_masks=False,
+        share_input_mask=True,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        reset_after=True,
+        use_cudnn="auto",
+        zero_output_for_mask=False,
+        implementation=2,
+        **kwargs,
+    ):
+        cell = LayerNormGRUCell(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            norm_gamma_initializer=norm_gamma_initializer,
+            norm_beta_initializer=norm_beta_initializer,
+            norm_epsilon=norm_epsilon,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            output_dropout=output_dropout,
+            weight_dropout=weight_dropout,
+            zoneout=zoneout,
+            per_gate_masks=per_gate_masks,
+            share_input_mask=share_input_mask,
+            reset_after=_check_reset_after(type(self), reset_after),
+            seed=seed,
+            implementation=implementation,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="layer_norm_gru_cell",
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            use_cudnn=use_cudnn,
+            activity_regularizer=activity_regularizer,
+            **kwargs,
+        )
+
+    @property
+    def recurrent_activation(self):
+        return self.cell.recurrent_activation
+
+    @property
+    def reset_after(self):
+        return self.cell.reset_after
+
+    @property
+    def norm_gamma_initializer(self):
+        return self.cell.norm_gamma_initializer
+
+    @property
+    def norm_beta_initializer(self):
+        return self.cell.norm_beta_initializer
+
+    @property
+    def norm_epsilon(self):
+        return self.cell.norm_epsilon

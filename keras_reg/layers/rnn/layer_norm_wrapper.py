@@ -5,15 +5,13 @@ import inspect
 import keras
 from keras import ops
 
+from keras_reg import _keras_private
 from keras_reg._checks import check_bool, check_positive_float
 
 # Keras' `RNN` asks a cell for its dropout masks before the loop (and resets
-# them after) only when the cell is a `DropoutRNNCell`; the class is not
-# exported, so it is read from a public cell's bases. The wrapper is one so
+# them after) only when the cell is a `DropoutRNNCell`; the wrapper is one so
 # that it can forward those calls to the cell it wraps.
-_DropoutRNNCell = next(
-    c for c in keras.layers.LSTMCell.__mro__ if c.__name__ == "DropoutRNNCell"
-)
+_DropoutRNNCell = _keras_private.DropoutRNNCell
 
 
 @keras.saving.register_keras_serializable(package="keras_reg")
