@@ -14,6 +14,10 @@ not as silently wrong masks.
   `SeedGenerator` that a keras_reg cell replaces; left tracked, it would be
   an unused, unsaved variable of every model, with a new random value after
   each load.
+- `backend_rnn_kernel(kind)`: the backend function Keras' own `LSTM` or
+  `GRU` calls for its fused (cuDNN) path, `keras.src.backend.<backend>.rnn.
+  lstm` or `.gru`. It raises `NotImplementedError` where it cannot run
+  (no GPU, an unsupported argument).
 """
 
 import keras
@@ -40,3 +44,11 @@ def untrack(layer, generator):
     generators = getattr(layer, "_seed_generators", None)
     if isinstance(generators, list):
         generators[:] = [g for g in generators if g is not generator]
+
+
+def backend_rnn_kernel(kind):
+    """Keras' fused `lstm` or `gru` function of the backend in use."""
+    import importlib
+
+    module = importlib.import_module(f"keras.src.backend.{keras.backend.backend()}.rnn")
+    return getattr(module, kind)

@@ -47,16 +47,24 @@ def replica_id():
     return hook() if hook else None
 
 
-def recurrence(layer, sequences, initial_state, mask, masks):
-    """Runs a sequence layer's call in the backend's fused kernel.
+def fused_recurrence(layer, sequences, initial_state, mask, masks):
+    """A sequence layer's call in the backend's fused kernel (cuDNN on GPU).
 
     Returns `(last_output, outputs, states)` as the portable loop does, or
-    None where no kernel applies (the layer then runs the portable loop).
+    None where no fused kernel can run the call.
     """
-    if layer.use_cudnn is False:
-        return None
     module = _module()
-    kernel = getattr(module, "recurrence", None) if module else None
+    kernel = getattr(module, "fused_recurrence", None) if module else None
+    if kernel is None:
+        return None
+    return kernel(layer, sequences, initial_state, mask, masks)
+
+
+def fast_recurrence(layer, sequences, initial_state, mask, masks):
+    """A call no fused kernel can run, in the backend's own loop (torch's
+    hand-written BPTT, say), or None for the portable loop."""
+    module = _module()
+    kernel = getattr(module, "fast_recurrence", None) if module else None
     if kernel is None:
         return None
     return kernel(layer, sequences, initial_state, mask, masks)
@@ -69,3 +77,18 @@ def why_not(layer, mask, masks):
     if explain is None:
         return "this backend has no fused recurrent kernel."
     return explain(layer, mask, masks)
+
+
+def fused_blocks_jit(layer):
+    """Whether the layer's calls may run a kernel that XLA cannot compile
+    (TensorFlow's cuDNN ops), so that Keras must not jit-compile them."""
+    module = _module()
+    hook = getattr(module, "fused_blocks_jit", None) if module else None
+    return bool(hook and hook(layer))
+
+
+def gpu_available():
+    """Whether the backend in use sees a GPU (where cuDNN kernels run)."""
+    module = _module()
+    hook = getattr(module, "gpu_available", None) if module else None
+    return bool(hook and hook())

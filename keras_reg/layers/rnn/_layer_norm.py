@@ -37,6 +37,9 @@ class LayerNormCell:
     `_add_norm(which, size, ...)` for each normalization, in TFA's order.
     """
 
+    # No fused kernel normalizes inside the recurrence.
+    _fused_kind = None
+
     def _init_norm(self, epsilon_name, epsilon):
         self._norm_epsilon = check_positive_float(epsilon_name, epsilon)
         object.__setattr__(self, "_norm_weights", {})

@@ -133,6 +133,8 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
     """
 
     _gates = 3
+    # The backend kernels that compute this cell (`keras_reg._kernels`).
+    _fused_kind = "gru"
 
     def __init__(
         self,

@@ -134,6 +134,8 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
     """
 
     _gates = 4
+    # The backend kernels that compute this cell (`keras_reg._kernels`).
+    _fused_kind = "lstm"
 
     def __init__(
         self,

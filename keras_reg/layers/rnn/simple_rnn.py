@@ -124,6 +124,8 @@ class VariationalSimpleRNNCell(VariationalCell, keras.layers.SimpleRNNCell):
     """
 
     _gates = 1
+    # The backend kernels that compute this cell (`keras_reg._kernels`).
+    _fused_kind = "rnn"
     # The LayerNorm cell adds the bias after normalizing the sum.
     _bias_after_norm = False
 

@@ -1,0 +1,293 @@
+"""Every fast path of the sequence layers computes what the portable loop does.
+
+The backend kernels (`keras_reg._kernels`: torch's fused `_VF` kernels and
+its hand-written BPTT, ...) are checked against the portable `keras.ops`
+loop, which the `portable` fixture forces by making every kernel decline.
+Outputs, returned states and the weights after one SGD step (so, the
+gradients) agree to 1e-5, with input masks, `go_backwards`, initial and
+returned states, `stateful`, and under mixed precision. The masks are the
+same on both paths: they are drawn before the dispatch.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_reg import _kernels
+from keras_reg.layers import (
+    LayerNormLSTM,
+    VariationalGRU,
+    VariationalLSTM,
+    VariationalSimpleRNN,
+)
+from tests.helpers import to_numpy
+
+BACKEND = keras.backend.backend()
+_KERNELS = ("fused_recurrence", "fast_recurrence")
+# torch's kernels run on the CPU; TensorFlow's and JAX's are cuDNN only.
+KERNELS_RUN_HERE = BACKEND == "torch" or _kernels.gpu_available()
+needs_kernels = pytest.mark.skipif(
+    not KERNELS_RUN_HERE,
+    reason=f"the {BACKEND} backend's recurrent kernels need a GPU (none here)",
+)
+
+UNITS, STEPS, FEATURES, BATCH = 5, 6, 3, 4
+LAYERS = {"lstm": VariationalLSTM, "gru": VariationalGRU, "rnn": VariationalSimpleRNN}
+REGULARIZATION = {
+    # Inference and the plain recurrence: the fused kernels.
+    "none": {},
+    # Masks shared by the sequence, applied outside the recurrence: fused.
+    "outside": dict(dropout=0.3, weight_dropout=0.3, output_dropout=0.3),
+    # A recurrent mask per sample: torch's hand-written BPTT.
+    "recurrent": dict(dropout=0.3, recurrent_dropout=0.4),
+    "per_gate": dict(
+        dropout=0.3,
+        recurrent_dropout=0.4,
+        weight_dropout=0.2,
+        output_dropout=0.2,
+        per_gate_masks=True,
+    ),
+}
+OPTIONS = {
+    "plain": {},
+    "masked_backwards": dict(go_backwards=True, masked=True),
+    "states": dict(initial_state=True, return_state=True),
+    "masked_zero_output": dict(masked=True, zero_output_for_mask=True),
+}
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    x[1, 4:] = 0.0  # masked by `Masking` where asked
+    x[2, :2] = 0.0
+    states = [rng.normal(size=(BATCH, UNITS)).astype("float32") for _ in range(2)]
+    target = rng.normal(size=(BATCH, STEPS, UNITS)).astype("float32")
+    return x, states, target
+
+
+def _model(kind, regs, options):
+    """The layer in a small model; every output feeds the loss."""
+    options = dict(options)
+    masked = options.pop("masked", False)
+    initial = options.pop("initial_state", False)
+    layer = LAYERS[kind](UNITS, return_sequences=True, seed=7, **regs, **options)
+    inputs = [keras.Input((STEPS, FEATURES))]
+    x = inputs[0]
+    if masked:
+        x = keras.layers.Masking()(x)
+    n_states = 2 if kind == "lstm" else 1
+    kwargs = {}
+    if initial:
+        inputs += [keras.Input((UNITS,)) for _ in range(n_states)]
+        kwargs["initial_state"] = inputs[1:]
+    outputs = layer(x, **kwargs)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    total = outputs[0]
+    for state in outputs[1:]:
+        total = total + 0.5 * keras.ops.expand_dims(state, 1)
+    model = keras.Model(inputs, total)
+    rng = np.random.default_rng(1)
+    model.set_weights([0.5 * rng.normal(size=w.shape) for w in model.get_weights()])
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    return model, n_states
+
+
+def _run(kind, regs, options):
+    model, n_states = _model(kind, regs, options)
+    x, states, target = _data()
+    inputs = [x, *states[:n_states]] if options.get("initial_state") else x
+    outputs = [to_numpy(model(inputs, training=training)) for training in (False, True)]
+    model.train_on_batch(inputs, target)
+    return outputs, model.get_weights()
+
+
+def _compare(fast, slow, atol):
+    for a, b in zip(fast[0], slow[0], strict=True):
+        np.testing.assert_allclose(a, b, atol=atol, rtol=atol)
+    for a, b in zip(fast[1], slow[1], strict=True):
+        np.testing.assert_allclose(a, b, atol=atol, rtol=atol)
+
+
+@needs_kernels
+@pytest.mark.parametrize("options", sorted(OPTIONS))
+@pytest.mark.parametrize("regs", sorted(REGULARIZATION))
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_fast_path_equals_the_portable_loop(kind, regs, options, monkeypatch):
+    regs, options = REGULARIZATION[regs], OPTIONS[options]
+    if kind == "rnn" and regs.get("per_gate_masks"):
+        pytest.skip("a SimpleRNN has one gate block")
+    used = _spy(monkeypatch)
+    fast = _run(kind, regs, options)
+    if BACKEND == "torch":
+        # The kernels this test is about did run: the fused kernel for
+        # unmasked calls (inference at least), the BPTT for recurrent masks.
+        recurrent = "recurrent_dropout" in regs and kind != "rnn"
+        assert ("fused_recurrence" in used) == (not options.get("masked")), used
+        assert ("fast_recurrence" in used) == recurrent, used
+    for name in _KERNELS:
+        monkeypatch.setattr(_kernels, name, lambda *args: None)
+    slow = _run(kind, regs, options)
+    _compare(fast, slow, atol=1e-5)
+
+
+def _spy(monkeypatch):
+    """Records the names of the kernels that took a call."""
+    used = set()
+    for name in _KERNELS:
+        kernel = getattr(_kernels, name)
+
+        def spy(*args, kernel=kernel, name=name):
+            result = kernel(*args)
+            if result is not None:
+                used.add(name)
+            return result
+
+        monkeypatch.setattr(_kernels, name, spy)
+    return used
+
+
+@needs_kernels
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_stateful_fast_path_equals_the_portable_loop(kind, monkeypatch):
+    def run():
+        layer = LAYERS[kind](UNITS, stateful=True, return_sequences=True)
+        x = _data()[0]
+        layer.build(x.shape)
+        rng = np.random.default_rng(2)
+        layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+        return [to_numpy(layer(x)) for _ in range(3)]
+
+    fast = run()
+    for name in _KERNELS:
+        monkeypatch.setattr(_kernels, name, lambda *args: None)
+    slow = run()
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("regs", ["none", "per_gate"])
+def test_fast_path_equals_the_portable_loop_in_mixed_precision(regs, monkeypatch):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    fast = _run("lstm", REGULARIZATION[regs], OPTIONS["masked_backwards"])
+    for name in _KERNELS:
+        monkeypatch.setattr(_kernels, name, lambda *args: None)
+    slow = _run("lstm", REGULARIZATION[regs], OPTIONS["masked_backwards"])
+    _compare(fast, slow, atol=2e-2)
+
+
+# --- use_cudnn and the dispatch, with the kernels faked away -----------------------
+
+
+def _x():
+    return _data()[0]
+
+
+def test_use_cudnn_true_raises_where_no_fused_kernel_can_run():
+    layer = VariationalLSTM(UNITS, recurrent_dropout=0.3, use_cudnn=True)
+    with pytest.raises(ValueError, match="use_cudnn=True.*recurrent_dropout"):
+        layer(_x(), training=True)
+    norm = LayerNormLSTM(UNITS, use_cudnn=True)
+    with pytest.raises(ValueError, match="use_cudnn=True.*normalizes"):
+        norm(_x())
+
+
+def test_use_cudnn_false_never_runs_a_fused_kernel(monkeypatch):
+    used = _spy(monkeypatch)
+    layer = VariationalGRU(UNITS, use_cudnn=False)
+    layer(_x())
+    assert "fused_recurrence" not in used
+
+
+def test_an_unavailable_fused_kernel_falls_back_to_the_same_result(monkeypatch):
+    # Faked unavailable, so that this holds on every machine: Keras' cuDNN
+    # functions raise NotImplementedError (as they do without a GPU), and
+    # torch's kernel declines every call.
+    from keras_reg import _keras_private
+
+    def unavailable(kind):
+        def kernel(*args, **kwargs):
+            raise NotImplementedError
+
+        return kernel
+
+    monkeypatch.setattr(_keras_private, "backend_rnn_kernel", unavailable)
+    if BACKEND == "torch":
+        monkeypatch.setattr(_kernels._module(), "fused_recurrence", lambda *a: None)
+    x = _x()
+    auto = VariationalLSTM(UNITS, return_sequences=True)
+    forced = VariationalLSTM(UNITS, use_cudnn=True)
+    off = VariationalLSTM(UNITS, use_cudnn=False, return_sequences=True)
+    auto.build(x.shape)
+    off.build(x.shape)
+    off.set_weights(auto.get_weights())
+    np.testing.assert_array_equal(to_numpy(auto(x)), to_numpy(off(x)))
+    with pytest.raises(ValueError, match="use_cudnn=True"):
+        forced(x)
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs its own kernels")
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_keras_fused_kernel_gets_the_masked_inputs_and_kernel(
+    monkeypatch, go_backwards
+):
+    # A stand-in for Keras' cuDNN LSTM with its contract (the portable LSTM
+    # equations; JAX's returns a go_backwards sequence in input order): the
+    # layer hands it the dropped inputs and the dropped recurrent kernel and
+    # gets the portable loop's result.
+    from keras import ops
+
+    from keras_reg import _keras_private
+
+    def stand_in(kind):
+        assert kind == "lstm"
+
+        def lstm(
+            x,
+            h,
+            c,
+            mask,
+            kernel,
+            recurrent_kernel,
+            bias,
+            return_sequences,
+            go_backwards,
+            **unused,
+        ):
+            assert mask is None
+            steps = x.shape[1]
+            order = range(steps - 1, -1, -1) if go_backwards else range(steps)
+            outputs = []
+            for t in order:
+                z = ops.matmul(x[:, t], kernel) + ops.matmul(h, recurrent_kernel)
+                i, f, g, o = ops.split(z + bias, 4, axis=-1)
+                c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+                h = ops.sigmoid(o) * ops.tanh(c)
+                outputs.append(h)
+            if go_backwards and BACKEND == "jax":
+                outputs = outputs[::-1]
+            return h, ops.stack(outputs, axis=1), [h, c]
+
+        return lstm
+
+    regs = dict(dropout=0.3, weight_dropout=0.3, output_dropout=0.3, seed=5)
+    x = _x()
+    layers = [
+        VariationalLSTM(
+            UNITS,
+            return_sequences=True,
+            go_backwards=go_backwards,
+            use_cudnn=use,
+            **regs,
+        )
+        for use in (True, False)
+    ]
+    layers[0].build(x.shape)
+    layers[1].build(x.shape)
+    layers[1].set_weights(layers[0].get_weights())
+    monkeypatch.setattr(_keras_private, "backend_rnn_kernel", stand_in)
+    for training in (False, True):
+        a, b = (to_numpy(layer(x, training=training)) for layer in layers)
+        np.testing.assert_allclose(a, b, atol=1e-5)
