@@ -93,6 +93,20 @@ def main():
     print(f"wrote {args.output}")
 
 
+def _gpu_lines():
+    """The GPU the figures ran on, if any (`nvidia-smi`)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [f"- GPU: {out}"] if out else []
+
+
 def write_results(rows, path, keras_version):
     lines = [
         "# Benchmark results",
@@ -105,6 +119,7 @@ def write_results(rows, path, keras_version):
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
         f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}, Keras {keras_version}",
+        *_gpu_lines(),
         f"- Date: {time.strftime('%Y-%m-%d')}",
         "",
     ]
