@@ -71,7 +71,7 @@ def main():
         worker(args.figures)
         return
 
-    import keras
+    from importlib.metadata import version
 
     rows = []
     for backend in args.backends:
@@ -89,7 +89,7 @@ def main():
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             sys.exit(proc.returncode)
-    write_results(rows, args.output, keras.__version__)
+    write_results(rows, args.output, version("keras"))
     print(f"wrote {args.output}")
 
 

@@ -31,7 +31,12 @@ needs_kernels = pytest.mark.skipif(
     reason=f"the {BACKEND} backend's recurrent kernels need a GPU (none here)",
 )
 
+# The cell kinds that Keras' cuDNN kernels take on a GPU, per backend.
+FUSED_ON_GPU = {"tensorflow": ("lstm", "gru"), "jax": ("lstm",)}
 UNITS, STEPS, FEATURES, BATCH = 5, 6, 3, 4
+# cuDNN sums in another order than the portable loop (seen on an H200 with
+# TF32 off: up to 3e-5 after six steps); the CPU kernels agree to 1e-5.
+ATOL = 5e-5 if _kernels.gpu_available() else 1e-5
 LAYERS = {"lstm": VariationalLSTM, "gru": VariationalGRU, "rnn": VariationalSimpleRNN}
 REGULARIZATION = {
     # Inference and the plain recurrence: the fused kernels.
@@ -126,10 +131,13 @@ def test_fast_path_equals_the_portable_loop(kind, regs, options, monkeypatch):
         recurrent = "recurrent_dropout" in regs and kind != "rnn"
         assert ("fused_recurrence" in used) == (not options.get("masked")), used
         assert ("fast_recurrence" in used) == recurrent, used
+    elif kind in FUSED_ON_GPU.get(BACKEND, ()):
+        # Keras' cuDNN kernels, for unmasked calls (inference at least).
+        assert ("fused_recurrence" in used) == (not options.get("masked")), used
     for name in _KERNELS:
         monkeypatch.setattr(_kernels, name, lambda *args: None)
     slow = _run(kind, regs, options)
-    _compare(fast, slow, atol=1e-5)
+    _compare(fast, slow, atol=ATOL)
 
 
 def _spy(monkeypatch):
@@ -164,7 +172,7 @@ def test_stateful_fast_path_equals_the_portable_loop(kind, monkeypatch):
         monkeypatch.setattr(_kernels, name, lambda *args: None)
     slow = run()
     for a, b in zip(fast, slow, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, atol=ATOL)
 
 
 @needs_kernels

@@ -120,12 +120,15 @@ def _vf_params(mode, cell, kernel, recurrent_kernel, dtype):
             return torch.cat([r, z, h], dim=-1)
 
         kernel, recurrent_kernel = reorder(kernel), reorder(recurrent_kernel)
+        params = [kernel.T, recurrent_kernel.T]
         if bias is not None:
-            return [kernel.T, recurrent_kernel.T, reorder(bias[0]), reorder(bias[1])]
-        return [kernel.T, recurrent_kernel.T]
-    if bias is not None:
-        return [kernel.T, recurrent_kernel.T, bias, torch.zeros_like(bias)]
-    return [kernel.T, recurrent_kernel.T]
+            params += [reorder(bias[0]), reorder(bias[1])]
+    else:
+        params = [kernel.T, recurrent_kernel.T]
+        if bias is not None:
+            params += [bias, torch.zeros_like(bias)]
+    # cuDNN views the weights as one flat buffer: each must be contiguous.
+    return [p.contiguous() for p in params]
 
 
 def fused_recurrence(layer, sequences, initial_state, mask, masks):
@@ -152,7 +155,7 @@ def fused_recurrence(layer, sequences, initial_state, mask, masks):
     params = _vf_params(mode, cell, kernel, recurrent_kernel, dtype)
     if layer.go_backwards:
         x = torch.flip(x, dims=[1])
-    states = [s[None] for s in initial_state]
+    states = [s[None].contiguous() for s in initial_state]
     hx = tuple(states) if mode == "lstm" else states[0]
     run = getattr(torch._VF, mode)
     result = run(
