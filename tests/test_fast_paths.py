@@ -23,14 +23,24 @@ from keras_reg.layers import (
 from tests.helpers import to_numpy
 
 BACKEND = keras.backend.backend()
-_KERNELS = ("fused_recurrence", "fast_recurrence")
-# torch's kernels run on the CPU; TensorFlow's and JAX's are cuDNN only.
-KERNELS_RUN_HERE = BACKEND == "torch" or _kernels.gpu_available()
+_KERNELS = ("fused_recurrence", "fast_recurrence", "time_loop")
+# torch's kernels and TensorFlow's loop run on the CPU; the cuDNN kernels
+# of TensorFlow and JAX need a GPU.
+KERNELS_RUN_HERE = BACKEND in ("torch", "tensorflow") or _kernels.gpu_available()
 needs_kernels = pytest.mark.skipif(
     not KERNELS_RUN_HERE,
     reason=f"the {BACKEND} backend's recurrent kernels need a GPU (none here)",
 )
 
+# On a TensorFlow CPU the fast path is the backend's time loop, the same
+# for every cell and option: these cases cover it.
+ONLY_TIME_LOOP = BACKEND == "tensorflow" and not _kernels.gpu_available()
+TIME_LOOP_CASES = {
+    (kind, regs, options)
+    for kind in ("gru", "lstm")
+    for regs in ("none", "per_gate")
+    for options in ("masked_backwards", "states")
+}
 # The cell kinds that Keras' cuDNN kernels take on a GPU, per backend.
 FUSED_ON_GPU = {"tensorflow": ("lstm", "gru"), "jax": ("lstm",)}
 UNITS, STEPS, FEATURES, BATCH = 5, 6, 3, 4
@@ -120,6 +130,8 @@ def _compare(fast, slow, atol):
 @pytest.mark.parametrize("regs", sorted(REGULARIZATION))
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_fast_path_equals_the_portable_loop(kind, regs, options, monkeypatch):
+    if ONLY_TIME_LOOP and (kind, regs, options) not in TIME_LOOP_CASES:
+        pytest.skip("the time loop is the only fast path here: a subset covers it")
     regs, options = REGULARIZATION[regs], OPTIONS[options]
     if kind == "rnn" and regs.get("per_gate_masks"):
         pytest.skip("a SimpleRNN has one gate block")
@@ -131,19 +143,24 @@ def test_fast_path_equals_the_portable_loop(kind, regs, options, monkeypatch):
         recurrent = "recurrent_dropout" in regs and kind != "rnn"
         assert ("fused_recurrence" in used) == (not options.get("masked")), used
         assert ("fast_recurrence" in used) == recurrent, used
-    elif kind in FUSED_ON_GPU.get(BACKEND, ()):
+    elif _kernels.gpu_available() and kind in FUSED_ON_GPU.get(BACKEND, ()):
         # Keras' cuDNN kernels, for unmasked calls (inference at least).
         assert ("fused_recurrence" in used) == (not options.get("masked")), used
-    for name in _KERNELS:
-        monkeypatch.setattr(_kernels, name, lambda *args: None)
+    _portable(monkeypatch)
     slow = _run(kind, regs, options)
     _compare(fast, slow, atol=ATOL)
+
+
+def _portable(monkeypatch):
+    """Every backend kernel declines: the portable loop runs."""
+    for name in _KERNELS:
+        monkeypatch.setattr(_kernels, name, lambda *args: None)
 
 
 def _spy(monkeypatch):
     """Records the names of the kernels that took a call."""
     used = set()
-    for name in _KERNELS:
+    for name in _KERNELS[:2]:
         kernel = getattr(_kernels, name)
 
         def spy(*args, kernel=kernel, name=name):
@@ -168,8 +185,7 @@ def test_stateful_fast_path_equals_the_portable_loop(kind, monkeypatch):
         return [to_numpy(layer(x)) for _ in range(3)]
 
     fast = run()
-    for name in _KERNELS:
-        monkeypatch.setattr(_kernels, name, lambda *args: None)
+    _portable(monkeypatch)
     slow = run()
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(a, b, atol=ATOL)
@@ -180,8 +196,7 @@ def test_stateful_fast_path_equals_the_portable_loop(kind, monkeypatch):
 def test_fast_path_equals_the_portable_loop_in_mixed_precision(regs, monkeypatch):
     keras.config.set_dtype_policy("mixed_bfloat16")
     fast = _run("lstm", REGULARIZATION[regs], OPTIONS["masked_backwards"])
-    for name in _KERNELS:
-        monkeypatch.setattr(_kernels, name, lambda *args: None)
+    _portable(monkeypatch)
     slow = _run("lstm", REGULARIZATION[regs], OPTIONS["masked_backwards"])
     _compare(fast, slow, atol=2e-2)
 

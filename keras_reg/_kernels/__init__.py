@@ -92,3 +92,9 @@ def gpu_available():
     module = _module()
     hook = getattr(module, "gpu_available", None) if module else None
     return bool(hook and hook())
+
+
+def time_loop():
+    """The backend's own `_loop.run`, or None for the portable one."""
+    module = _module()
+    return getattr(module, "time_loop", None) if module else None

@@ -63,3 +63,64 @@ def fused_blocks_jit(layer):
 
 def why_not(layer, mask, masks):
     return _keras_fused.why_not(layer, mask, masks, ("lstm", "gru"))
+
+
+def time_loop(
+    step,
+    inputs,
+    initial_states,
+    mask=None,
+    go_backwards=False,
+    unroll=False,
+    zero_output_for_mask=False,
+    return_sequences=True,
+):
+    """`keras_reg.layers.rnn._loop.run` as one `tf.while_loop`.
+
+    Keras' TensorFlow `scan` keeps its carry in size-1 TensorArrays, read
+    and written at every step; here the states are the loop's variables.
+    """
+    if unroll:
+        return None
+    flat = tf.nest.flatten(inputs)
+    steps = tf.shape(flat[0])[0]
+    if go_backwards:
+        flat = [tf.reverse(x, [0]) for x in flat]
+        if mask is not None:
+            mask = tf.reverse(mask, [1])
+    arrays = [
+        tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:]).unstack(x)
+        for x in flat
+    ]
+    if mask is not None:
+        mask = tf.expand_dims(tf.transpose(tf.cast(mask, tf.bool)), -1)
+        mask = tf.TensorArray(tf.bool, size=steps).unstack(mask)
+    states = tuple(initial_states)
+    previous = tf.zeros_like(states[0])
+    outputs = tf.TensorArray(states[0].dtype, size=steps if return_sequences else 1)
+
+    def body(t, states, previous, outputs):
+        x_t = tf.nest.pack_sequence_as(inputs, [a.read(t) for a in arrays])
+        output, new_states = step(x_t, states)
+        new_states = tuple(new_states)
+        if mask is not None:
+            keep = mask.read(t)
+            output = tf.where(keep, output, 0 if zero_output_for_mask else previous)
+            new_states = tuple(
+                tf.where(keep, new, old)
+                for new, old in zip(new_states, states, strict=True)
+            )
+        if return_sequences:
+            outputs = outputs.write(t, output)
+        return t + 1, new_states, output, outputs
+
+    _, states, last_output, outputs = tf.while_loop(
+        lambda t, *_: t < steps,
+        body,
+        (tf.constant(0), states, previous, outputs),
+        maximum_iterations=steps,
+    )
+    sequence = None
+    if return_sequences:
+        sequence = tf.transpose(outputs.stack(), (1, 0, 2))
+    return last_output, sequence, list(states)

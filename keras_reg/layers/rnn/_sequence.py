@@ -182,7 +182,14 @@ class VariationalRNN(keras.layers.RNN):
         x = ops.transpose(sequences, (1, 0, 2))  # time-major
         input_mask = masks.input
         inputs = {}
-        if input_mask is not None and not cell.share_input_mask:
+        if (
+            input_mask is not None
+            and cell.share_input_mask
+            and input_mask.shape[0] == 1
+        ):
+            # One mask for all gates and steps: drop the inputs once.
+            x, input_mask = x * input_mask[0], None
+        elif input_mask is not None and not cell.share_input_mask:
             # (steps, gates, batch, features) -> (gates, steps, batch, features)
             if hoist:
                 input_mask = ops.transpose(input_mask, (1, 0, 2, 3))
@@ -205,7 +212,10 @@ class VariationalRNN(keras.layers.RNN):
             new = cell._zoneout(states, new, inputs_t.get("keep_new"))
             return new[0], new
 
-        return _loop.run(
+        # The backend's own loop (TensorFlow's `while_loop`), if it has one
+        # that takes the call, else the portable one.
+        run = _kernels.time_loop() or _loop.run
+        result = run(
             step,
             inputs,
             initial_state,
@@ -215,6 +225,18 @@ class VariationalRNN(keras.layers.RNN):
             zero_output_for_mask=self.zero_output_for_mask,
             return_sequences=self.return_sequences,
         )
+        if result is None:
+            result = _loop.run(
+                step,
+                inputs,
+                initial_state,
+                mask=mask,
+                go_backwards=self.go_backwards,
+                unroll=self.unroll,
+                zero_output_for_mask=self.zero_output_for_mask,
+                return_sequences=self.return_sequences,
+            )
+        return result
 
     # --- config --------------------------------------------------------------
 
