@@ -40,7 +40,7 @@ TIME_LOOP_CASES = {
     for kind in ("gru", "lstm")
     for regs in ("none", "per_gate")
     for options in ("masked_backwards", "states")
-}
+} | {("lstm", "recurrent", "masked_zero_output")}
 # The cell kinds that Keras' cuDNN kernels take on a GPU, per backend.
 FUSED_ON_GPU = {"tensorflow": ("lstm", "gru"), "jax": ("lstm",)}
 UNITS, STEPS, FEATURES, BATCH = 5, 6, 3, 4

@@ -105,7 +105,8 @@ def time_loop(
         new_states = tuple(new_states)
         if mask is not None:
             keep = mask.read(t)
-            output = tf.where(keep, output, 0 if zero_output_for_mask else previous)
+            fill = tf.zeros_like(output) if zero_output_for_mask else previous
+            output = tf.where(keep, output, fill)
             new_states = tuple(
                 tf.where(keep, new, old)
                 for new, old in zip(new_states, states, strict=True)
