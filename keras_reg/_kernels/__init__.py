@@ -19,6 +19,7 @@ import keras
 
 _MODULES = {"torch": "_torch", "tensorflow": "_tensorflow", "jax": "_jax"}
 _cache = {}
+_gpu = {}
 
 
 def _module():
@@ -88,10 +89,16 @@ def fused_blocks_jit(layer):
 
 
 def gpu_available():
-    """Whether the backend in use sees a GPU (where cuDNN kernels run)."""
-    module = _module()
-    hook = getattr(module, "gpu_available", None) if module else None
-    return bool(hook and hook())
+    """Whether the backend in use sees a GPU (where cuDNN kernels run).
+
+    Asked once per backend and process: the devices do not change.
+    """
+    backend = keras.backend.backend()
+    if backend not in _gpu:
+        module = _module()
+        hook = getattr(module, "gpu_available", None) if module else None
+        _gpu[backend] = bool(hook and hook())
+    return _gpu[backend]
 
 
 def time_loop():
