@@ -14,8 +14,14 @@ which griffe's Google parser reads almost, but not quite, as intended:
 `Input shape:`, `Output shape:` and `Reference:` need nothing: griffe renders
 an unknown title followed by an indented block as a titled box.
 
+A section title written where griffe would not read it as one (no blank line
+above, or a blank line between `Args:` and its first entry) would render as
+plain text without a warning; `check_layout` turns that into a warning, which
+fails `mkdocs build --strict`.
+
 mkdocs.yml loads this file through mkdocstrings' `extensions` option. The
-rewrite is `keras_to_google`, a plain function of the docstring text.
+rewrite (`keras_to_google`) and the check (`check_layout`) are plain
+functions of the docstring text.
 """
 
 import re
@@ -74,16 +80,57 @@ def _is_title(lines, j):
     return k < len(lines) and lines[k].startswith((" ", ">>>"))
 
 
+# Titles that must open a section. Written with a blank line above and the
+# entries right below (`Example:` may have a blank line below, Keras-style),
+# they parse; otherwise griffe renders them as plain text without a word,
+# so `check_layout` says so.
+SECTION_TITLES = (
+    "Args",
+    "Arguments",
+    "Call arguments",
+    "Input shape",
+    "Output shape",
+    "Returns",
+    "Raises",
+    "Example",
+    "Examples",
+    "Reference",
+    "References",
+)
+
+
+def check_layout(text):
+    """`(line index, message)` for each section title of a cleaned
+    docstring that griffe would not read as a section."""
+    lines = text.split("\n")
+    problems = []
+    for i, line in enumerate(lines):
+        title = line.rstrip()
+        if not title.endswith(":") or title[:-1] not in SECTION_TITLES:
+            continue
+        if i > 0 and lines[i - 1].strip():
+            problems.append((i, f"'{title}' needs a blank line above it"))
+        below = lines[i + 1] if i + 1 < len(lines) else ""
+        if not below.strip() and not title.startswith("Example"):
+            problems.append((i, f"'{title}' must be followed by its first entry"))
+    return problems
+
+
 try:
     import griffe
-except ImportError:  # the function above is usable without griffe
+except ImportError:  # the functions above are usable without griffe
     griffe = None
 
 if griffe is not None:
 
     class KerasDocstrings(griffe.Extension):
-        """Rewrites each docstring with `keras_to_google` when it is loaded."""
+        """Checks each docstring's section layout and rewrites it with
+        `keras_to_google` when it is loaded."""
 
         def on_instance(self, *, obj, **kwargs):
-            if obj.docstring is not None:
-                obj.docstring.value = keras_to_google(obj.docstring.value)
+            docstring = obj.docstring
+            if docstring is None:
+                return
+            for offset, message in check_layout(docstring.value):
+                griffe.docstring_warning(docstring, offset, message)
+            docstring.value = keras_to_google(docstring.value)
