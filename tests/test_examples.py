@@ -78,6 +78,9 @@ def test_char_lm_curve_facts_find_the_overfitting_point():
     assert not char_lm.curve_facts(_history([4, 3, 2.9], [4, 3, 2]))["overfit"]
     # Validation up but training up too: not the overfitting pattern.
     assert not char_lm.curve_facts(_history([4, 3, 3.2], [4, 3, 3.5]))["overfit"]
+    # A rise within the margin is noise.
+    flat = char_lm.curve_facts(_history([4, 3, 3.005], [4, 3, 2]))
+    assert not flat["overfit"] and flat["best_epoch"] == 2
 
 
 def _outcome(plain_val, variational_val):
