@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 BACKENDS ?= jax tensorflow torch
 JOBS ?= 2
 BACKEND ?= tensorflow
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 # `torch` would pull a multi-GB CUDA build.
 BACKEND_PKGS := tensorflow-cpu torch==2.13.0 jax
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +29,8 @@ test: $(STAMP)
 	BACKENDS="$(BACKENDS)" JOBS=$(JOBS) PY=$(PY) bash tools/test_backends.sh $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check keras_reg tests examples benchmarks
-	$(VENV)/bin/ruff format --check keras_reg tests examples benchmarks
+	$(VENV)/bin/ruff check keras_reg tests examples benchmarks docs tools
+	$(VENV)/bin/ruff format --check keras_reg tests examples benchmarks docs tools
 
 demo: $(STAMP)
 	KERAS_BACKEND=$(BACKEND) $(PY) -m examples.demo
@@ -37,5 +38,18 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# The docs tools only (the `docs` extra): the API reference is read from the
+# source, so the site builds without keras_reg or a backend installed.
+$(DOCS_STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) tools/extra_requirements.py docs > $(VENV)/docs-requirements.txt
+	$(PY) -m pip install --quiet -r $(VENV)/docs-requirements.txt
+	touch $(DOCS_STAMP)
+
+# --strict: any warning (a broken link or reference, a docstring that does
+# not parse) fails the build.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .test-logs demo_output
+	rm -rf $(VENV) .pytest_cache .ruff_cache .test-logs demo_output site

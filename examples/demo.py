@@ -20,15 +20,19 @@ from examples._common import OUTPUT_DIR, markdown_table
 SETTINGS = {
     "full": {
         "cnn_epochs": 40,
-        "lm_epochs": 8,
-        "lm_chars": 150_000,
+        "lm_epochs": char_lm.EPOCHS,
+        "lm_train_chars": char_lm.TRAIN_CHARS,
+        "lm_val_chars": char_lm.VAL_CHARS,
+        "lm_units": char_lm.UNITS,
         "sample_length": 200,
         "mc_epochs": 40,
     },
     "quick": {
         "cnn_epochs": 1,
-        "lm_epochs": 1,
-        "lm_chars": 6_000,
+        "lm_epochs": 2,
+        "lm_train_chars": 3_000,
+        "lm_val_chars": 1_000,
+        "lm_units": 32,
         "sample_length": 10,
         "mc_epochs": 1,
     },
@@ -45,7 +49,9 @@ def run(settings, output_dir=OUTPUT_DIR, progress=True, samples=30):
     start = time.perf_counter()
     lm = char_lm.run(
         settings["lm_epochs"],
-        settings["lm_chars"],
+        settings["lm_train_chars"],
+        settings["lm_val_chars"],
+        settings["lm_units"],
         progress=progress,
         sample_length=settings["sample_length"],
     )
@@ -74,7 +80,13 @@ def run(settings, output_dir=OUTPUT_DIR, progress=True, samples=30):
         ]
     )
     for r in lm["results"]:
-        rows.append(["char_lm", f"{r['model']} val bits/char", f"{r['val_bpc']:.3f}"])
+        rows.append(
+            [
+                "char_lm",
+                f"{r['model']} best val bits/char (epoch)",
+                f"{r['best_val_bpc']:.3f} ({r['best_epoch']}/{r['epochs']})",
+            ]
+        )
     for r in mc["results"]:
         rows.append(
             ["uncertainty", f"mean predictive std, {r['set']}", f"{r['mean_std']:.3f}"]
@@ -89,7 +101,13 @@ def run(settings, output_dir=OUTPUT_DIR, progress=True, samples=30):
     path = os.path.join(output_dir, "summary.md")
     with open(path, "w") as f:
         f.write(summary)
-    return {"rows": rows, "summary": path, "figures": figures, "timings": timings}
+    return {
+        "rows": rows,
+        "lm_verdicts": char_lm.verdicts(lm),
+        "summary": path,
+        "figures": figures,
+        "timings": timings,
+    }
 
 
 def _summary(cnn, lm, mc, rows, timings, figures):
@@ -107,7 +125,9 @@ def _summary(cnn, lm, mc, rows, timings, figures):
         "",
         char_lm.format_table(lm),
         "",
-        f"Sample from {lm['best']}:",
+        *[f"- {line}" for line in char_lm.verdicts(lm)],
+        "",
+        f"Sample from {lm['best']} (the lowest last-epoch validation bits/char):",
         "",
         "```",
         lm["sample"],
@@ -135,6 +155,7 @@ def main(argv=None):
     outcome = run(SETTINGS["quick" if args.quick else "full"], args.output_dir)
     print(f"\n=== keras_reg demo, backend {keras.backend.backend()} ===")
     print(markdown_table(["example", "figure", "value"], outcome["rows"]))
+    print("", *outcome["lm_verdicts"], sep="\n")
     print("\nwritten:", outcome["summary"], *outcome["figures"], sep="\n  ")
     return outcome
 

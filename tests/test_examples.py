@@ -1,6 +1,8 @@
 """The examples run (tiny settings), so they cannot rot: the small ones on
 every backend, the whole demo once."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -58,6 +60,59 @@ def test_char_lm_windows_are_next_character_targets():
     assert "".join(vocab[i] for i in x[0]) == text[: char_lm.SEQ_LEN]
 
 
+def _history(val_bpc, train_bpc):
+    nats = math.log(2.0)
+    return {
+        "val_loss": [v * nats for v in val_bpc],
+        "loss": [t * nats for t in train_bpc],
+    }
+
+
+def test_char_lm_curve_facts_find_the_overfitting_point():
+    facts = char_lm.curve_facts(_history([4.0, 3.0, 2.5, 2.7, 2.9], [4, 3, 2, 1.5, 1]))
+    assert facts["best_epoch"] == 3 and facts["epochs"] == 5
+    assert np.isclose(facts["best_val_bpc"], 2.5)
+    assert np.isclose(facts["last_val_bpc"], 2.9)
+    assert facts["overfit"]
+    # Still falling at the end: no overfitting.
+    assert not char_lm.curve_facts(_history([4, 3, 2.9], [4, 3, 2]))["overfit"]
+    # Validation up but training up too: not the overfitting pattern.
+    assert not char_lm.curve_facts(_history([4, 3, 3.2], [4, 3, 3.5]))["overfit"]
+    # A rise within the margin is noise.
+    flat = char_lm.curve_facts(_history([4, 3, 3.005], [4, 3, 2]))
+    assert not flat["overfit"] and flat["best_epoch"] == 2
+
+
+def _outcome(plain_val, variational_val):
+    train = [4.0, 3.0, 2.0, 1.5]
+    results = [
+        {"model": f"char_{kind}", "kind": kind, "history": _history(val, train)}
+        for kind, val in (("lstm", plain_val), ("variational", variational_val))
+    ]
+    for r in results:
+        r.update(char_lm.curve_facts(r["history"]))
+    settings = {
+        "backend": "jax",
+        "seed": 0,
+        "train_chars": 100,
+        "val_chars": 50,
+        "units": 8,
+        "epochs": 4,
+    }
+    return {"results": results, "settings": settings}
+
+
+def test_char_lm_verdicts_say_whether_the_regularizer_helped_either_way():
+    helped = char_lm.verdicts(_outcome([4, 3, 2.8, 3.1], [4, 3.1, 2.7, 2.6]))
+    assert any("`char_lstm` overfits" in line for line in helped)
+    assert any("0.200 below the plain LSTM's" in line for line in helped)
+    assert any("helps here" in line for line in helped)
+    hurt = char_lm.verdicts(_outcome([4, 3, 2.8, 3.1], [4, 3.2, 3.0, 2.9]))
+    assert any("0.100 above the plain LSTM's" in line for line in hurt)
+    assert any("does not help in this run" in line for line in hurt)
+    assert not any("helps here" in line for line in hurt)
+
+
 def test_auroc_matches_the_pairwise_definition():
     rng = np.random.default_rng(0)
     neg = rng.normal(size=40).round(1)
@@ -89,5 +144,9 @@ def test_demo_runs_every_example_and_writes_its_outputs(tmp_path):
     for model in ("char_lstm", "char_variational", "char_layer_norm", "cnn_baseline"):
         assert model in summary
     values = [row[2] for row in outcome["rows"] if "bits/char" in row[1]]
-    assert len(values) == 3 and all(0 < float(v) < 10 for v in values)
+    assert len(values) == 3 and all(0 < float(v.split()[0]) < 10 for v in values)
+    assert all(v.endswith("/2)") for v in values)  # the best epoch, of 2
+    verdicts = outcome["lm_verdicts"]
+    assert any("char_variational" in line and "plain LSTM" in line for line in verdicts)
+    assert "char_lstm" in summary and "best val bits/char" in summary
     assert all(np.isfinite(t) for t in outcome["timings"].values())
