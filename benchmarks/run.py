@@ -150,8 +150,23 @@ def write_results(rows, path, keras_version):
                 + " |"
             )
         lines.append("")
+    lines += _gpu_section(path)
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def _gpu_section(path):
+    """The GPU figures (`benchmarks/gpu.sh`, run on a GPU machine), kept in
+    `RESULTS_gpu.md` beside `RESULTS.md` and repeated in it."""
+    gpu = os.path.join(os.path.dirname(os.path.abspath(path)), "RESULTS_gpu.md")
+    if os.path.basename(path) != "RESULTS.md" or not os.path.exists(gpu):
+        return []
+    with open(gpu) as f:
+        body = f.read().splitlines()
+    # Its own header, one level down; its paragraph on how it was measured.
+    body = [("#" + line) if line.startswith("#") else line for line in body]
+    body[0] = "## On a GPU (`benchmarks/gpu.sh`, a separate run)"
+    return ["", *body]
 
 
 if __name__ == "__main__":
