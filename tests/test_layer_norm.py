@@ -298,11 +298,13 @@ def test_wrapper_in_bidirectional_with_masking_trains_and_saves(tmp_path):
         [ids, mask], np.ones((16, 1)), batch_size=8, epochs=1, verbose=0
     )
     assert np.all(np.isfinite(history.history["loss"]))
-    # Other ids at the last two steps of every sample (ids 1..29 -> 2..29, 1).
+    # Other ids at the last two steps of every sample (ids 1..29 -> 2..29, 1),
+    # in one call with the originals.
     other = ids.copy()
     other[:, 5:] = ids[:, 5:] % 29 + 1
-    before = to_numpy(model([ids, mask]))
-    after = to_numpy(model([other, mask]))
+    both = [np.concatenate([ids, other]), np.concatenate([mask, mask])]
+    outputs = to_numpy(model(both))
+    before, after = outputs[:16], outputs[16:]
     # The backward direction reads the last steps first: only the mask keeps
     # them out of the padded samples' outputs.
     np.testing.assert_array_equal(after[:8], before[:8])
@@ -310,7 +312,7 @@ def test_wrapper_in_bidirectional_with_masking_trains_and_saves(tmp_path):
     path = tmp_path / "wrapped.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(to_numpy(loaded([ids, mask])), before, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(loaded(both)), outputs, atol=1e-6)
     np.testing.assert_array_equal(
         to_numpy(loaded([ids, mask], training=True)),
         to_numpy(model([ids, mask], training=True)),
