@@ -107,14 +107,6 @@ def test_keras_rnn_cannot_draw_per_step_masks_and_says_so():
         rnn(x, training=True)
 
 
-@pytest.mark.xfail(
-    BACKEND == "tensorflow",
-    strict=True,
-    reason="library bug: in a tf.function the sequence output's time axis is "
-    "unknown, and TimeDistributed takes the batch for it (see "
-    "test_recurrent.py::test_time_distributed_head_sees_every_step_in_a_"
-    "compiled_predict)",
-)
 def test_time_distributed_head_trains_under_jit_compile():
     # XLA on TensorFlow and JAX; torch has no XLA path, so it runs eagerly.
     jit = BACKEND != "torch"

@@ -698,13 +698,6 @@ def test_cells_of_one_name_get_distinct_random_state_paths():
         assert len(model.torch_params) == len(variables)
 
 
-@pytest.mark.xfail(
-    BACKEND == "tensorflow",
-    strict=True,
-    reason="library bug: in a tf.function the sequence output's time axis is "
-    "unknown ((8, None, 4) where keras.layers.LSTM gives (8, 6, 4)), and "
-    "TimeDistributed then takes the batch for the time axis",
-)
 def test_time_distributed_head_sees_every_step_in_a_compiled_predict():
     inputs = keras.Input((6, 3))
     head = keras.layers.TimeDistributed(keras.layers.Dense(2))

@@ -83,7 +83,11 @@ def time_loop(
     if unroll:
         return None
     flat = tf.nest.flatten(inputs)
-    steps = tf.shape(flat[0])[0]
+    # The static number of steps where known: a traced function keeps the
+    # time axis of its outputs.
+    steps = flat[0].shape[0]
+    if steps is None:
+        steps = tf.shape(flat[0])[0]
     if go_backwards:
         flat = [tf.reverse(x, [0]) for x in flat]
         if mask is not None:
