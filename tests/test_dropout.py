@@ -110,7 +110,8 @@ def test_integer_inputs_raise_type_error():
 
 
 def test_seed_example_scaling_keeps_eight_expectation_four():
-    # The seed document: x = 4 at rate 0.5 keeps 8, and the mean stays 4.
+    # Inverted dropout (Srivastava et al. 2014): x = 4 at rate 0.5 keeps 8,
+    # and the mean stays 4.
     layer = InvertedDropout(0.5, seed=0)
     y = to_numpy(layer(np.full((1000, 1000), 4.0, "float32"), training=True))
     assert set(np.unique(y)) == {0.0, 8.0}

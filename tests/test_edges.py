@@ -54,31 +54,11 @@ def test_integer_inputs_raise_type_error_and_draw_nothing(make, shape):
     np.testing.assert_array_equal(_state(layer), before)
 
 
-@pytest.mark.parametrize("layer_cls", SOME_SEQUENCE_LAYERS)
-def test_sequence_layers_take_integer_features_as_keras_does(layer_cls):
-    # Keras' recurrent layers compute on integer features as floats; so do
-    # ours, with the same result as the float input.
-    x = np.random.default_rng(0).integers(-2, 3, size=(3, 4, 5))
-    a = layer_cls(4, seed=1, **REGS)
-    b = layer_cls.from_config(a.get_config())
-    b.build((3, 4, 5))
-    a.build((3, 4, 5))
-    b.set_weights(a.get_weights())
-    np.testing.assert_allclose(
-        to_numpy(a(x.astype("int32"), training=True)),
-        to_numpy(b(x.astype("float32"), training=True)),
-        rtol=1e-6,
-        atol=1e-6,
-    )
-
-
 @pytest.mark.parametrize(
     "layer, shape, match",
     [
         (lambda: layers.DropBlock2D(0.3, 3), (4, 9, 11), "rank 4"),
         (lambda: layers.TimeSharedDropout(0.3), (4, 9), "rank 3"),
-        (lambda: layers.VariationalLSTM(3), (4, 9), "expected ndim=3"),
-        (lambda: layers.LayerNormGRU(3), (4, 9, 2, 2), "expected ndim=3"),
     ],
 )
 def test_wrong_rank_raises_value_error_naming_the_shape(layer, shape, match):

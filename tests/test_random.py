@@ -177,9 +177,9 @@ def test_training_resumed_on_another_backend_equals_uninterrupted(partner):
 @pytest.mark.skipif(BACKEND != "torch", reason="a Keras bug of torch-saved models")
 def test_keras_cannot_resume_a_torch_compiled_model_elsewhere(tmp_path):
     # Keras 3.15 saves the torch-only optimizer class; TF and JAX then fail
-    # at the first train step. The README documents the workaround
+    # at the first train step. docs/known-issues.md documents the workaround
     # (load_model(..., compile=False), compile again), which the test above
-    # uses. If this starts passing, Keras fixed it: update the README.
+    # uses. If this starts passing, Keras fixed it: update that page.
     from tests import backend_worker as w
 
     model = w.resume_model()
