@@ -15,7 +15,10 @@ import pytest
 
 from keras_reg import _kernels
 from keras_reg.layers import (
+    LayerNormGRU,
     LayerNormLSTM,
+    LayerNormSimpleRNN,
+    LayerNormWrapper,
     VariationalGRU,
     VariationalLSTM,
     VariationalSimpleRNN,
@@ -23,7 +26,7 @@ from keras_reg.layers import (
 from tests.helpers import to_numpy
 
 BACKEND = keras.backend.backend()
-_KERNELS = ("fused_recurrence", "fast_recurrence", "time_loop")
+_KERNELS = ("fused_recurrence", "fast_recurrence", "time_loop", "layer_norm")
 # torch's kernels and TensorFlow's loop run on the CPU; the cuDNN kernels
 # of TensorFlow and JAX need a GPU.
 KERNELS_RUN_HERE = BACKEND in ("torch", "tensorflow") or _kernels.gpu_available()
@@ -314,3 +317,56 @@ def test_keras_fused_kernel_gets_the_masked_inputs_and_kernel(
     for training in (False, True):
         a, b = (to_numpy(layer(x, training=training)) for layer in layers)
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+# --- layer normalization ------------------------------------------------------------
+
+LAYER_NORM = {
+    "lstm": LayerNormLSTM,
+    "gru": LayerNormGRU,
+    "rnn": LayerNormSimpleRNN,
+}
+
+
+@pytest.mark.skipif(
+    _kernels.layer_norm() is None,
+    reason=f"the {BACKEND} backend normalizes with the portable keras.ops code",
+)
+@pytest.mark.parametrize("kind", sorted(LAYER_NORM))
+def test_layer_norm_kernel_equals_the_portable_one(kind, monkeypatch):
+    # The LayerNorm layers (TFA's equations) through the backend's kernel
+    # and through the portable code: outputs and one SGD step agree.
+    def run():
+        layer = LAYER_NORM[kind](
+            UNITS, return_sequences=True, recurrent_dropout=0.3, seed=4
+        )
+        inputs = keras.Input((STEPS, FEATURES))
+        model = keras.Model(inputs, layer(keras.layers.Masking()(inputs)))
+        rng = np.random.default_rng(3)
+        weights = [rng.normal(size=w.shape) for w in model.get_weights()]
+        model.set_weights(weights)
+        model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+        x, _, target = _data()
+        outputs = [to_numpy(model(x, training=t)) for t in (False, True)]
+        model.train_on_batch(x, target)
+        return outputs, model.get_weights()
+
+    fast = run()
+    monkeypatch.setattr(_kernels, "layer_norm", lambda: None)
+    _compare(fast, run(), atol=ATOL)
+
+
+def test_layer_norm_wrapper_normalizes_like_the_cells():
+    # One layer normalization for the cells and the wrapper: a wrapped
+    # SimpleRNN cell equals LN of the plain cell's outputs, computed here
+    # in NumPy (gamma 1, beta 0 at initialization).
+    cell = keras.layers.SimpleRNNCell(UNITS)
+    layer = keras.layers.RNN(LayerNormWrapper(cell, epsilon=1e-3))
+    x = _data()[0]
+    got = to_numpy(layer(x))
+    h = np.zeros((BATCH, UNITS))
+    kernel, recurrent, bias = cell.get_weights()
+    for t in range(STEPS):
+        h = np.tanh(x[:, t] @ kernel + h @ recurrent + bias)
+        h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-3)
+    np.testing.assert_allclose(got, h, atol=1e-5)

@@ -105,3 +105,10 @@ def time_loop():
     """The backend's own `_loop.run`, or None for the portable one."""
     module = _module()
     return getattr(module, "time_loop", None) if module else None
+
+
+def layer_norm():
+    """The backend's `layer_norm(v, gamma, beta, epsilon)` over the last
+    axis (gamma and beta given, in `v`'s dtype), or None."""
+    module = _module()
+    return getattr(module, "layer_norm", None) if module else None

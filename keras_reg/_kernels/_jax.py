@@ -1,5 +1,6 @@
-"""JAX fast paths: the portable hash jitted per shape, and the cuDNN LSTM
-kernel of Keras' own LSTM.
+"""JAX fast paths: the portable hash jitted per shape, the cuDNN LSTM
+kernel of Keras' own LSTM, and a layer normalization with its backward
+written out.
 
 Eager JAX dispatches each of the hash's ~25 integer ops on its own; under
 `jax.jit` XLA fuses them into one loop. Inside an outer trace the call is
@@ -41,3 +42,37 @@ def gpu_available():
 
 def why_not(layer, mask, masks):
     return _keras_fused.why_not(layer, mask, masks, ("lstm",))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm(v, gamma, beta, epsilon):
+    """`gamma * (v - mean) / sqrt(var + epsilon) + beta` over the last axis,
+    with its backward written out.
+
+    JAX's derivative of the two-pass formula re-derives the mean and the
+    variance step by step; the closed form needs two reductions. In a
+    LayerNorm LSTM's time loop that saved a fifth of the train step here.
+    """
+    return _layer_norm_fwd(v, gamma, beta, epsilon)[0]
+
+
+def _layer_norm_fwd(v, gamma, beta, epsilon):
+    centered = v - v.mean(-1, keepdims=True)
+    rstd = jax.lax.rsqrt((centered * centered).mean(-1, keepdims=True) + epsilon)
+    normalized = centered * rstd
+    return normalized * gamma + beta, (normalized, rstd, gamma)
+
+
+def _layer_norm_bwd(epsilon, residuals, d_out):
+    normalized, rstd, gamma = residuals
+    axes = tuple(range(d_out.ndim - 1))
+    d_normalized = d_out * gamma
+    d_v = rstd * (
+        d_normalized
+        - d_normalized.mean(-1, keepdims=True)
+        - normalized * (d_normalized * normalized).mean(-1, keepdims=True)
+    )
+    return d_v, (d_out * normalized).sum(axes), d_out.sum(axes)
+
+
+layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)

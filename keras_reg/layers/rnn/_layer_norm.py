@@ -10,14 +10,30 @@ cell's own weights, so the weights keep TensorFlow Addons' order.
 import keras
 from keras import ops
 
+from keras_reg import _kernels
 from keras_reg._checks import check_positive_float, get_initializer
 
 
 def layer_norm(v, gamma, beta, epsilon):
-    """`LN(v)` over the last axis, computed in at least float32."""
+    """`LN(v)` over the last axis, computed in at least float32.
+
+    The backend's kernel where it has one (`keras_reg._kernels`: torch's
+    fused `layer_norm`, a JAX version with its backward written out).
+    """
     dtype = v.dtype
     if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
         v = ops.cast(v, "float32")
+    kernel = _kernels.layer_norm()
+    if kernel is not None:
+        gamma = ops.ones(v.shape[-1:], v.dtype) if gamma is None else gamma
+        beta = ops.zeros(v.shape[-1:], v.dtype) if beta is None else beta
+        out = kernel(v, ops.cast(gamma, v.dtype), ops.cast(beta, v.dtype), epsilon)
+        return ops.cast(out, dtype)
+    return ops.cast(portable_layer_norm(v, gamma, beta, epsilon), dtype)
+
+
+def portable_layer_norm(v, gamma, beta, epsilon):
+    """The reference: two passes (mean, then variance) in `keras.ops`."""
     centered = v - ops.mean(v, axis=-1, keepdims=True)
     variance = ops.mean(ops.square(centered), axis=-1, keepdims=True)
     scale = ops.rsqrt(variance + epsilon)
@@ -26,7 +42,7 @@ def layer_norm(v, gamma, beta, epsilon):
     out = centered * scale
     if beta is not None:
         out = out + ops.cast(beta, v.dtype)
-    return ops.cast(out, dtype)
+    return out
 
 
 class LayerNormCell:

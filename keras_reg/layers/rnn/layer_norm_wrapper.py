@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_reg import _keras_private
 from keras_reg._checks import check_bool, check_positive_float
+from keras_reg.layers.rnn._layer_norm import layer_norm
 
 # Keras' `RNN` asks a cell for its dropout masks before the loop (and resets
 # them after) only when the cell is a `DropoutRNNCell`; the wrapper is one so
@@ -120,9 +121,7 @@ class LayerNormWrapper(_DropoutRNNCell, keras.layers.Layer):
     def call(self, inputs, states, training=False):
         kwargs = {"training": training} if self._passes_training else {}
         output, new_states = self.cell.call(inputs, states, **kwargs)
-        h = ops.layer_normalization(
-            output, gamma=self.gamma, beta=self.beta, epsilon=self.epsilon
-        )
+        h = layer_norm(output, self.gamma, self.beta, self.epsilon)
         if isinstance(new_states, (list, tuple)):
             new_states = [h, *new_states[1:]]
         else:
