@@ -11,7 +11,8 @@
   before the first step), or zeros with `zero_output_for_mask=True`.
 - `go_backwards=True` runs the steps in reverse; outputs come in the order
   they were computed, as in Keras.
-- `unroll=True` writes the loop out in Python (static number of steps).
+- `unroll=True` writes the loop out in Python (static number of steps), as
+  it always is on torch.
 
 It returns `(last_output, outputs, states)`, `outputs` batch-major
 `(batch, steps, units)`, or None with `return_sequences=False`.
@@ -20,6 +21,7 @@ This is the reference that every backend loop in `keras_reg._kernels` is
 tested against, and the fallback where none applies.
 """
 
+import keras
 from keras import ops, tree
 
 
@@ -41,7 +43,9 @@ def run(
     if mask is not None:
         # (batch, steps) -> (steps, batch, 1), broadcast over units.
         mask = ops.expand_dims(ops.transpose(ops.cast(mask, "bool")), -1)
-    if unroll:
+    # torch runs every loop eagerly (its `scan` is a Python loop that also
+    # stacks a dummy output per step): a plain Python loop is the lean one.
+    if unroll or keras.backend.backend() == "torch":
         return _unrolled(
             step, inputs, initial_states, mask, zero_output_for_mask, return_sequences
         )
@@ -60,12 +64,18 @@ def _masked(mask_t, output, states, new_states, previous, zero_output):
 
 
 def _unrolled(step, inputs, states, mask, zero_output, return_sequences):
-    steps = tree.flatten(inputs)[0].shape[0]
+    flat = tree.flatten(inputs)
+    steps = flat[0].shape[0]
     if steps is None:
         raise ValueError("Unrolling requires a fixed number of time steps.")
+    # Split each input into its steps once: torch's gradient of `x[t]` is a
+    # zero tensor of the whole sequence per step, that of `unstack` one stack.
+    flat = [ops.unstack(x, axis=0) for x in flat]
+    if mask is not None:
+        mask = ops.unstack(mask, axis=0)
     outputs, output = [], None
     for t in range(steps):
-        inputs_t = tree.map_structure(lambda x, t=t: x[t], inputs)
+        inputs_t = tree.pack_sequence_as(inputs, [x[t] for x in flat])
         output_t, new_states = step(inputs_t, states)
         new_states = tuple(new_states)
         if mask is not None:
