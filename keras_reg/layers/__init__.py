@@ -24,10 +24,19 @@ from keras_reg.layers.rnn.simple_rnn import (
     VariationalSimpleRNN,
     VariationalSimpleRNNCell,
 )
-from keras_reg.layers.structured import DropBlock2D, DropPath
+from keras_reg.layers.structured import (
+    DropBlock1D,
+    DropBlock2D,
+    DropBlock3D,
+    DropPath,
+    StochasticDepth,
+    drop_path_rates,
+)
 
 __all__ = [
+    "DropBlock1D",
     "DropBlock2D",
+    "DropBlock3D",
     "DropPath",
     "EmbeddingDropout",
     "InvertedDropout",
@@ -38,6 +47,7 @@ __all__ = [
     "LayerNormSimpleRNN",
     "LayerNormSimpleRNNCell",
     "LayerNormWrapper",
+    "StochasticDepth",
     "TimeSharedDropout",
     "VariationalGRU",
     "VariationalGRUCell",
@@ -45,4 +55,5 @@ __all__ = [
     "VariationalLSTMCell",
     "VariationalSimpleRNN",
     "VariationalSimpleRNNCell",
+    "drop_path_rates",
 ]
