@@ -1,5 +1,6 @@
 """The public layers of keras_reg."""
 
+from keras_reg.layers.concrete import ConcreteDropout
 from keras_reg.layers.dropout import (
     EmbeddingDropout,
     InvertedDropout,
@@ -34,6 +35,7 @@ from keras_reg.layers.structured import (
 )
 
 __all__ = [
+    "ConcreteDropout",
     "DropBlock1D",
     "DropBlock2D",
     "DropBlock3D",
