@@ -189,7 +189,7 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
         keep = ops.sigmoid(-p_logit)
         squares = 0.0
         for kernel in self._kernels():
-            squares = squares + ops.sum(ops.square(ops.cast(kernel, "float32")))
+            squares = squares + ops.sum(ops.square(ops.cast(kernel, p_logit.dtype)))
         weight_term = self.weight_regularizer * squares / keep
         entropy = p * ops.log_sigmoid(p_logit) + keep * ops.log_sigmoid(-p_logit)
         dropout_term = self.dropout_regularizer * self.input_dim * entropy
@@ -197,7 +197,8 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
 
     def _relaxed_dropout(self, inputs, p_logit):
         bits = ops.cast(
-            _random.uniform_bits(ops.shape(inputs), self.seed_generator), "float32"
+            _random.uniform_bits(ops.shape(inputs), self.seed_generator),
+            p_logit.dtype,
         )
         # log u - log(1 - u) for u = (bits + 1/2) / 2**24, without forming
         # 1 - u (which rounds to 0 in float32 near u = 1).
@@ -208,7 +209,9 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
 
     def call(self, inputs, training=False):
         check_floating(self, inputs.dtype)
-        p_logit = ops.cast(self.p_logit, "float32")
+        # In the variable's dtype (float32, or float64 under that policy),
+        # not the compute dtype: the variable is not autocast.
+        p_logit = ops.convert_to_tensor(self.p_logit)
         self.add_loss(self._regularizer(p_logit))
         if sampling(training):
             inputs = self._relaxed_dropout(inputs, p_logit)

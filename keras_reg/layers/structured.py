@@ -97,6 +97,7 @@ class _DropBlock(Stochastic, keras.layers.Layer):
         self.data_format = check_data_format(data_format)
         self._built_spatial = None
         self._init_random(seed)
+        self.supports_masking = True
 
     def _spatial(self, shape):
         if self.data_format == "channels_first":
@@ -217,7 +218,7 @@ class DropBlock1D(_DropBlock):
     otherwise the approximation of Ghiasi et al. is used). The output is
     rescaled by `units / kept units` of the batch, so the expected sum is
     unchanged. Masks are drawn afresh at every call; inference is the
-    identity.
+    identity. Input masks (`mask_zero`, `Masking`) pass through unchanged.
 
     Args:
         rate: float in [0, 1), the fraction of units to DROP (not the keep
@@ -550,6 +551,19 @@ class StochasticDepth(Stochastic, keras.layers.Layer):
         # No `Rate` slots: the mixin's record of them is empty.
         object.__setattr__(self, "_rates", {})
         self._init_random(seed)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        # The output is valid where both inputs are, as for `Add`.
+        if mask is None:
+            return None
+        masks = [m for m in mask if m is not None]
+        if not masks:
+            return None
+        output = masks[0]
+        for m in masks[1:]:
+            output = ops.logical_and(output, m)
+        return output
 
     def _thresholds(self):
         # Slot 0: the drop threshold, from the keep probability.
