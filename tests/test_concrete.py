@@ -227,6 +227,8 @@ def test_regularizer_is_the_papers():
     for training in (True, False):
         layer(_data(0, (4, 7)), training=training)
         (loss,) = layer.losses
+        # In floatx, the dtype of Keras' compiled losses it is added to.
+        assert keras.backend.standardize_dtype(loss.dtype) == keras.config.floatx()
         p = 1 / (1 + np.exp(-float(to_numpy(layer.p_logit))))
         kernel = to_numpy(dense.kernel).astype("float64")
         expected = weight_reg * np.sum(kernel**2) / (1 - p) + dropout_reg * 7 * (

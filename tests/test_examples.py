@@ -95,11 +95,16 @@ def test_residual_example_follows_the_linear_depth_rule(style):
     assert model.output_shape == (None, 10)
 
 
-def test_residual_example_trains_both_models():
-    results = residual_depth.run(epochs=1, train_size=100, progress=False)
-    assert [r["model"] for r in results] == ["resnet_plain", "resnet_drop_path"]
-    for r in results:
-        assert 0.0 <= r["val_acc"] <= 1.0 and np.isfinite(r["val_loss"])
+def test_residual_example_trains_with_stochastic_depth():
+    # One model (the plain one differs only by its rates): a cold XLA
+    # compile of each residual network costs about 15 s on JAX.
+    data = residual_depth.load_images(train_size=100)
+    result = residual_depth.train(
+        residual_depth.build_model(0.2), data, epochs=1, progress=False
+    )
+    assert result["model"] == "resnet_drop_path"
+    assert 0.0 <= result["val_acc"] <= 1.0 and np.isfinite(result["val_loss"])
+    assert residual_depth.format_table([result]).count("\n") == 2
 
 
 def test_char_lm_windows_are_next_character_targets():

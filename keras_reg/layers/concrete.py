@@ -212,7 +212,9 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
         # In the variable's dtype (float32, or float64 under that policy),
         # not the compute dtype: the variable is not autocast.
         p_logit = ops.convert_to_tensor(self.p_logit)
-        self.add_loss(self._regularizer(p_logit))
+        # In `floatx`, the dtype of Keras' compiled losses, which it adds
+        # this one to (under a float64 policy the variable is float64).
+        self.add_loss(ops.cast(self._regularizer(p_logit), keras.config.floatx()))
         if sampling(training):
             inputs = self._relaxed_dropout(inputs, p_logit)
         kwargs = {"training": training} if self._passes_training else {}
