@@ -204,6 +204,8 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
     rows are scaled by `1 / (1 - rate)`. The rows are drawn afresh at every
     call. Inference is a plain embedding lookup. Only the rows of the words
     in the batch are touched, so the cost does not grow with `output_dim`.
+    In `keras_reg.inference.mc_predict`, each Monte Carlo sample draws its
+    own word types, also when several samples share one call.
 
     Args:
         input_dim: int, the vocabulary size.
