@@ -200,7 +200,7 @@ def _seeded_state(state, seed, index):
 
 # Without `samples_per_call`, stacked samples fill calls of up to this
 # many rows (the batch size times the samples per call).
-_STACKED_ROWS = 2048
+_STACKED_ROWS = 4096
 
 
 def _rows(x):
@@ -320,7 +320,7 @@ def mc_predict(
         verbose: `0` silent, `1` a progress bar over the samples.
         samples_per_call: optional int >= 1, the samples stacked in one
             call (memory grows with it). Defaults to `None`: as many as
-            fill `2048` rows (`2048 // batch_size`), at most `samples`.
+            fill `4096` rows (`4096 // batch_size`), at most `samples`.
 
     Returns:
         `(mean, std)` NumPy arrays shaped like one prediction (the standard
