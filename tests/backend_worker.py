@@ -52,6 +52,33 @@ def layer_outputs():
         ),
         "dropblock": (layers.DropBlock2D(0.3, 3, seed=15), ones4),
         "droppath": (layers.DropPath(0.5, seed=16), ones3),
+        "dropblock1d": (
+            layers.DropBlock1D(0.3, 4, seed=17),
+            np.ones((4, 23, 3), "float32"),
+        ),
+        "dropblock2d_shared": (
+            layers.DropBlock2D(0.3, (2, 5), shared_channels=True, seed=18),
+            np.ones((4, 11, 17, 3), "float32"),
+        ),
+        "dropblock3d": (
+            layers.DropBlock3D(0.3, (1, 2, 3), data_format="channels_first", seed=19),
+            np.ones((2, 3, 5, 6, 7), "float32"),
+        ),
+        "droppath_batch": (layers.DropPath(0.5, mode="batch", seed=20), ones3),
+        "stochastic_depth": (
+            layers.StochasticDepth(0.5, seed=21),
+            [ones3, np.full_like(ones3, 2.0)],
+        ),
+        # Relaxed masks: logs and sigmoids may round differently per backend.
+        "float_concrete": (
+            layers.ConcreteDropout(
+                keras.layers.Dense(16, use_bias=False, kernel_initializer="identity"),
+                init_min=0.3,
+                init_max=0.3,
+                seed=22,
+            ),
+            ones3,
+        ),
     }
     out = {}
     for name, (layer, x) in cases.items():
@@ -119,7 +146,25 @@ def mc_outputs():
     )
     x = rng.normal(size=(7, 5, 4)).astype("float32")
     mean, std = keras_reg.inference.mc_predict(model, x, samples=5, seed=9)
-    return {"rnn_mc_mean": mean, "rnn_mc_std": std}
+    results = {"rnn_mc_mean": mean, "rnn_mc_std": std}
+    # Stacked samples through the 0.2 layers, batch-shared masks included.
+    tokens = keras.Input((6,), dtype="int32")
+    h = layers.EmbeddingDropout(20, 4, 0.3, seed=33)(tokens)
+    h = layers.DropBlock1D(0.3, 2, seed=34)(h)
+    h = layers.StochasticDepth(0.7, seed=35)(
+        [h, layers.DropPath(0.3, mode="batch", seed=36)(keras.layers.Dense(4)(h))]
+    )
+    h = layers.ConcreteDropout(keras.layers.Dense(3), seed=37)(
+        keras.layers.Flatten()(h)
+    )
+    model = keras.Model(tokens, h)
+    model.set_weights(
+        [rng.normal(size=w.shape).astype("float32") * 0.5 for w in model.weights]
+    )
+    ids = rng.integers(0, 20, size=(9, 6)).astype("int32")
+    mean, std = keras_reg.inference.mc_predict(model, ids, samples=6, seed=10)
+    results.update({"float_mc_mean": mean, "float_mc_std": std})
+    return results
 
 
 def trained_weights(jit_compile):

@@ -225,12 +225,34 @@ def test_time_shared_mask_identical_across_time_independent_across_samples():
     assert abs(agree - expected) < six_sigma(expected, first[0::2].size)
 
 
-def test_time_shared_dropout_passes_masks_through():
-    inputs = keras.Input((None,), dtype="int32")
-    x = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
-    x = TimeSharedDropout(0.5, seed=1)(x)
-    mask = x._keras_mask if hasattr(x, "_keras_mask") else None
-    assert mask is not None
+@pytest.mark.parametrize("training", [False, True])
+def test_time_shared_dropout_passes_masks_through_to_an_rnn(training):
+    # Two models that differ only in the values of the padded steps (the
+    # embedding of token 0): an LSTM that gets the mask skips those steps,
+    # so both give the same output, in training too (same seed, same masks).
+    tokens = np.array([[1, 2, 3, 0, 0], [4, 1, 0, 0, 0], [2, 2, 2, 2, 0]], "int32")
+
+    def build(mask_zero, padding_row):
+        inputs = keras.Input((5,), dtype="int32")
+        x = keras.layers.Embedding(6, 4, mask_zero=mask_zero)(inputs)
+        x = TimeSharedDropout(0.5, seed=1)(x)
+        outputs = keras.layers.LSTM(3, return_sequences=False)(x)
+        model = keras.Model(inputs, outputs)
+        weights = [
+            np.random.default_rng(i).normal(size=w.shape).astype("float32")
+            for i, w in enumerate(model.weights)
+        ]
+        weights[0][0] = padding_row
+        model.set_weights(weights)
+        return model
+
+    rows = np.random.default_rng(9).normal(size=(2, 4)).astype("float32") * 3
+    first = to_numpy(build(True, rows[0])(tokens, training=training))
+    second = to_numpy(build(True, rows[1])(tokens, training=training))
+    np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-6)
+    # Without the mask the padded steps count, and the outputs differ.
+    unmasked = [to_numpy(build(False, row)(tokens, training=training)) for row in rows]
+    assert np.abs(unmasked[0] - unmasked[1]).max() > 1e-3
 
 
 def test_embedding_dropout_drops_whole_word_types():

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 import keras_reg
-from examples import char_lm, cnn_digits, demo, digits_dropout, uncertainty
+from examples import (
+    char_lm,
+    cnn_digits,
+    demo,
+    digits_dropout,
+    residual_depth,
+    sequence_dropblock,
+    uncertainty,
+)
 
 
 def test_digits_example_trains_both_models():
@@ -49,6 +57,56 @@ def test_cnn_recipe_puts_regularization_where_the_seed_says():
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert convs and not any(conv.use_bias for conv in convs)
     assert model.output_shape == cnn_digits.build_baseline().output_shape == (None, 10)
+
+
+def test_sequence_example_reads_digits_as_scanlines_and_trains_both_models():
+    x_train, x_val, y_train, _ = sequence_dropblock.load_sequences()
+    assert x_train.shape == (300, 64, 1) and x_val.shape == (1497, 64, 1)
+    model = sequence_dropblock.build_model(0.15, 0.3, shared_channels=True)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    # DropBlock1D only after the late (post-pooling) convolutions.
+    assert kinds.count("DropBlock1D") == 2
+    assert kinds.index("DropBlock1D") > kinds.index("MaxPooling1D")
+    blocks = [x for x in model.layers if type(x).__name__ == "DropBlock1D"]
+    assert all(b.shared_channels and b.block_size == 5 for b in blocks)
+    baseline = sequence_dropblock.build_model()
+    assert "DropBlock1D" not in [type(layer).__name__ for layer in baseline.layers]
+    results = sequence_dropblock.run(epochs=1, train_size=100, progress=False)
+    assert [r["model"] for r in results] == ["cnn1d_baseline", "cnn1d_dropblock"]
+    for r in results:
+        assert 0.0 <= r["val_acc"] <= 1.0 and np.isfinite(r["val_loss"])
+    assert sequence_dropblock.format_table(results).count("\n") == 3
+
+
+@pytest.mark.parametrize("style", ["drop_path", "tfa"])
+def test_residual_example_follows_the_linear_depth_rule(style):
+    model = residual_depth.build_model(0.2, style=style)
+    expected = keras_reg.layers.drop_path_rates(0.2, list(residual_depth.DEPTHS))
+    expected = [r for stage in expected for r in stage]
+    if style == "tfa":
+        layers = [
+            x for x in model.layers if isinstance(x, keras_reg.layers.StochasticDepth)
+        ]
+        rates = [1.0 - layer.survival_probability for layer in layers]
+    else:
+        layers = [x for x in model.layers if isinstance(x, keras_reg.layers.DropPath)]
+        # The first block's rate is 0: it gets no DropPath.
+        rates = [0.0] + [layer.rate for layer in layers]
+    assert rates == pytest.approx(expected)
+    assert rates[-1] == pytest.approx(0.2) and rates == sorted(rates)
+    assert model.output_shape == (None, 10)
+
+
+def test_residual_example_trains_with_stochastic_depth():
+    # One model (the plain one differs only by its rates): a cold XLA
+    # compile of each residual network costs about 15 s on JAX.
+    data = residual_depth.load_images(train_size=100)
+    result = residual_depth.train(
+        residual_depth.build_model(0.2), data, epochs=1, progress=False
+    )
+    assert result["model"] == "resnet_drop_path"
+    assert 0.0 <= result["val_acc"] <= 1.0 and np.isfinite(result["val_loss"])
+    assert residual_depth.format_table([result]).count("\n") == 2
 
 
 def test_char_lm_windows_are_next_character_targets():

@@ -1,20 +1,32 @@
+import threading
 import tracemalloc
 
 import keras
 import numpy as np
 import pytest
 
+from keras_reg import inference
 from keras_reg.inference import mc_dropout, mc_predict
 from keras_reg.layers import (
+    DropBlock1D,
     DropBlock2D,
+    DropPath,
+    EmbeddingDropout,
     InvertedDropout,
     LayerNormLSTM,
+    LayerNormWrapper,
+    StochasticDepth,
     TimeSharedDropout,
+    VariationalGRUCell,
     VariationalLSTM,
 )
 from tests.helpers import to_numpy
 
-RNG = np.random.default_rng(0)
+
+def _data(seed, shape, scale=1.0, shift=0.0):
+    """Test data of its own seed: the same whatever ran before."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=shape) * scale + shift).astype("float32")
 
 
 def _bn_model(rate=0.3):
@@ -25,9 +37,9 @@ def _bn_model(rate=0.3):
     x = InvertedDropout(rate, seed=1)(x)
     x = keras.layers.Dropout(rate, seed=2)(x)
     model = keras.Model(inputs, keras.layers.Dense(3)(x))
-    x = RNG.normal(size=(64, 8)).astype("float32") * 2 + 1
+    x = _data(0, (64, 8), scale=2, shift=1)
     model.compile(optimizer="sgd", loss="mse")
-    model.fit(x, RNG.normal(size=(64, 3)), batch_size=16, epochs=1, verbose=0)
+    model.fit(x, _data(1, (64, 3)), batch_size=16, epochs=1, verbose=0)
     return model, x
 
 
@@ -48,17 +60,26 @@ def test_batch_norm_runs_in_inference_and_keeps_its_statistics():
     assert np.all(std > 0)
 
 
-def test_mean_is_unbiased_for_a_linear_model():
+@pytest.mark.parametrize("samples_per_call", [1, None])
+def test_mean_is_unbiased_for_a_linear_model(samples_per_call):
     # Dense -> dropout -> Dense without activation: E[output] over masks is
-    # the deterministic output, so the MC mean is within ~6 standard errors.
+    # the deterministic output, so the MC mean is within ~6 standard errors,
+    # whether the samples run one per call or stacked.
     inputs = keras.Input((6,))
     h = keras.layers.Dense(64)(inputs)
     h = InvertedDropout(0.2, seed=3)(h)
     h = keras.layers.Dropout(0.1, seed=4)(h)
     model = keras.Model(inputs, keras.layers.Dense(2)(h))
-    x = RNG.normal(size=(20, 6)).astype("float32")
+    x = _data(2, (20, 6))
     samples = 100
-    mean, std = mc_predict(model, x, samples=samples, seed=1, batch_size=20)
+    mean, std = mc_predict(
+        model,
+        x,
+        samples=samples,
+        seed=1,
+        batch_size=20,
+        samples_per_call=samples_per_call,
+    )
     deterministic = model.predict(x, verbose=0)
     bound = 6 * std / np.sqrt(samples) + 1e-5
     assert np.all(np.abs(mean - deterministic) < bound)
@@ -70,7 +91,7 @@ def test_std_is_exactly_zero_without_dropout():
     x = keras.layers.Dense(7, activation="tanh")(inputs)
     x = keras.layers.BatchNormalization()(x)
     model = keras.Model(inputs, keras.layers.Dense(2)(x))
-    x = RNG.normal(size=(10, 5)).astype("float32")
+    x = _data(3, (10, 5))
     mean, std = mc_predict(model, x, samples=7)
     np.testing.assert_array_equal(std, 0.0)
     np.testing.assert_allclose(mean, model.predict(x, verbose=0), atol=1e-6)
@@ -110,31 +131,33 @@ def test_recurrent_models(layer_cls):
     inputs = keras.Input((5, 3))
     x = layer_cls(8, dropout=0.3, recurrent_dropout=0.3, seed=5)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(1)(x))
-    x = RNG.normal(size=(12, 5, 3)).astype("float32")
+    x = _data(4, (12, 5, 3))
     mean, std = mc_predict(model, x, samples=5, seed=3)
     again = mc_predict(model, x, samples=5, seed=3)
     np.testing.assert_array_equal(mean, again[0])
     assert mean.shape == (12, 1) and np.all(std > 0)
 
 
-def test_memory_stays_bounded_unless_samples_are_returned():
+@pytest.mark.parametrize("samples_per_call", [1, 4])
+def test_memory_stays_bounded_unless_samples_are_returned(samples_per_call):
     inputs = keras.Input((4,))
     x = keras.layers.Dense(256)(inputs)
     model = keras.Model(inputs, InvertedDropout(0.5, seed=1)(x))
-    x = RNG.normal(size=(500, 4)).astype("float32")
+    x = _data(5, (500, 4))
     one_prediction = 500 * 256 * 4  # bytes
-    mc_predict(model, x, samples=2, batch_size=500)  # compile first
+    kwargs = {"batch_size": 500, "samples_per_call": samples_per_call}
+    mc_predict(model, x, samples=samples_per_call, **kwargs)  # compile first
 
-    def peak(samples, **kwargs):
+    def peak(samples, **more):
         tracemalloc.start()
         try:
-            mc_predict(model, x, samples=samples, batch_size=500, **kwargs)
+            mc_predict(model, x, samples=samples, **kwargs, **more)
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
 
-    # Streamed: the peak does not grow with the number of samples.
-    assert peak(16) < peak(2) + 2 * one_prediction
+    # Streamed: the peak grows with the samples per call, not with samples.
+    assert peak(8 * samples_per_call) < peak(samples_per_call) + 2 * one_prediction
     assert peak(16, return_samples=True) > 16 * one_prediction
 
 
@@ -150,7 +173,7 @@ def test_nested_outputs():
     inputs = keras.Input((4,))
     h = InvertedDropout(0.5, seed=1)(keras.layers.Dense(8)(inputs))
     model = keras.Model(inputs, {"a": keras.layers.Dense(2)(h), "b": h})
-    mean, std = mc_predict(model, RNG.normal(size=(3, 4)), samples=4, seed=0)
+    mean, std = mc_predict(model, _data(6, (3, 4)), samples=4, seed=0)
     assert mean["a"].shape == std["a"].shape == (3, 2)
     assert mean["b"].shape == (3, 8)
 
@@ -194,3 +217,235 @@ def test_bad_seed_and_verbose():
         mc_predict(model, x, seed="a")
     with pytest.raises(ValueError, match="verbose"):
         mc_predict(model, x, verbose=2)
+
+
+@pytest.mark.parametrize("samples_per_call", [0, 2.5, "4"])
+def test_bad_samples_per_call(samples_per_call):
+    model, x = _bn_model()
+    with pytest.raises(ValueError, match="samples_per_call"):
+        mc_predict(model, x, samples_per_call=samples_per_call)
+
+
+def test_empty_input_is_a_clear_error():
+    model, _ = _bn_model()
+    with pytest.raises(ValueError, match=r"`x`.*empty"):
+        mc_predict(model, np.zeros((0, 8), "float32"))
+    a, b = keras.Input((2,)), keras.Input((3,))
+    two = keras.Model([a, b], keras.layers.Concatenate()([a, b]))
+    with pytest.raises(ValueError, match=r"`x`.*empty"):
+        mc_predict(two, [np.zeros((0, 2)), np.zeros((0, 3))])
+
+
+# --- mc_dropout(model): only that model -------------------------------------------
+
+
+def _dropout_model(seed):
+    inputs = keras.Input((16,))
+    x = keras.layers.BatchNormalization()(inputs)
+    x = InvertedDropout(0.5, seed=seed)(x)
+    x = keras.layers.Dropout(0.5, seed=seed + 1)(x)
+    return keras.Model(inputs, x)
+
+
+def _samples(model, x):
+    first, second = to_numpy(model(x)), to_numpy(model(x))
+    return not np.array_equal(first, second)
+
+
+def test_mc_dropout_of_a_model_leaves_other_models_deterministic():
+    a, b = _dropout_model(1), _dropout_model(3)
+    x = np.ones((8, 16), "float32")
+    plain_b = to_numpy(b(x))
+    with mc_dropout(a):
+        assert _samples(a, x)
+        # b has the same layer types, Keras' Dropout included.
+        np.testing.assert_array_equal(to_numpy(b(x)), plain_b)
+        np.testing.assert_array_equal(to_numpy(b(x)), plain_b)
+    assert not _samples(a, x) and not _samples(b, x)
+    # BatchNormalization stays in inference mode inside the context.
+    bn = a.layers[1]
+    before = to_numpy(bn.moving_mean).copy()
+    with mc_dropout(a):
+        a(x)
+    np.testing.assert_array_equal(to_numpy(bn.moving_mean), before)
+
+
+def test_mc_dropout_contexts_nest_and_overlap():
+    shared = InvertedDropout(0.5, seed=5)
+    inputs = keras.Input((16,))
+    a = keras.Model(inputs, shared(keras.layers.Dense(16)(inputs)))
+    other = keras.Input((16,))
+    c = keras.Model(other, shared(other))
+    x = np.ones((8, 16), "float32")
+    with mc_dropout(a):
+        with mc_dropout(c):
+            assert _samples(a, x) and _samples(c, x)
+            with mc_dropout(a), mc_dropout():  # the same model again; global
+                assert _samples(c, x)
+            assert _samples(a, x)
+        # The shared layer is still covered by a's context.
+        assert _samples(a, x) and _samples(c, x)
+    assert not _samples(a, x) and not _samples(c, x)
+    assert not inference._switched
+    assert "call" not in shared.__dict__
+
+
+def test_mc_dropout_restores_after_an_exception():
+    model = _dropout_model(1)
+    x = np.ones((4, 16), "float32")
+    with pytest.raises(RuntimeError):
+        with mc_dropout(model):
+            raise RuntimeError("inside")
+    assert not _samples(model, x)
+    assert not inference._switched
+
+
+def test_mc_dropout_contexts_in_threads():
+    models = [_dropout_model(10 * i) for i in range(4)]
+    x = np.ones((2, 16), "float32")
+    errors = []
+
+    def worker(model):
+        try:
+            for _ in range(25):
+                with mc_dropout(model):
+                    with mc_dropout(models[0]):
+                        pass
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(m,)) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert not inference._switched
+    for model in models:
+        assert not _samples(model, x)
+
+
+def test_mc_dropout_switches_cells_in_sequence_layers_and_keras_rnns():
+    inputs = keras.Input((5, 3))
+    x = keras.layers.Bidirectional(
+        VariationalLSTM(4, dropout=0.5, recurrent_dropout=0.5, seed=1),
+        merge_mode="concat",
+    )(inputs)
+    y = keras.layers.RNN(LayerNormWrapper(VariationalGRUCell(4, dropout=0.5, seed=2)))(
+        inputs
+    )
+    model = keras.Model(inputs, [x, y])
+    data = _data(7, (6, 5, 3))
+
+    def outputs():
+        return [to_numpy(o) for o in model(data)]
+
+    plain = outputs()
+    with mc_dropout(model):
+        first, second = outputs(), outputs()
+    for a, b in zip(first, second, strict=True):
+        assert not np.array_equal(a, b)
+    for a, b in zip(outputs(), plain, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mc_dropout_needs_a_model_or_nothing():
+    with pytest.raises(ValueError, match="model"):
+        with mc_dropout("model"):
+            pass
+
+
+# --- several samples per call ------------------------------------------------------
+
+
+def _stacked_samples(model, x, samples=24, **kwargs):
+    """`mc_predict`'s samples, stacked in calls of `samples` samples."""
+    return mc_predict(
+        model,
+        x,
+        samples=samples,
+        samples_per_call=samples,
+        return_samples=True,
+        **kwargs,
+    )[2]
+
+
+def test_stacked_samples_draw_batch_shared_masks_per_sample():
+    # EmbeddingDropout drops word types for the whole batch, DropPath in
+    # batch mode and StochasticDepth the whole branch: inside one sample
+    # every row agrees, and the samples differ, as separate calls would.
+    tokens = keras.Input((6,), dtype="int32")
+    embedded = EmbeddingDropout(
+        10, 3, 0.5, embeddings_initializer="ones", seed=1, name="embedding"
+    )(tokens)
+    branch = DropPath(0.5, mode="batch", seed=2)(keras.layers.Flatten()(embedded))
+    gated = StochasticDepth(0.5, seed=3)([keras.ops.zeros_like(branch), branch])
+    model = keras.Model(tokens, [embedded, branch, gated])
+    ids = np.tile(np.arange(1, 7, dtype="int32"), (5, 1))  # every row: 1..6
+    stack = _stacked_samples(model, ids)
+    words, paths, gates = (np.asarray(s) for s in stack)
+    for sample in range(24):
+        # One word-type mask per sample, shared by its rows.
+        assert np.all(words[sample] == words[sample][:1])
+        # All or nothing across the rows, per sample.
+        assert np.all(paths[sample] == paths[sample][:1])
+        assert np.all(gates[sample] == gates[sample][:1])
+    # The samples draw independently (all equal: 2**-23 or less).
+    assert len({words[s].tobytes() for s in range(24)}) > 1
+    assert len({bool(paths[s].any()) for s in range(24)}) == 2
+    assert len({bool(gates[s].any()) for s in range(24)}) == 2
+
+
+def test_stacked_samples_share_a_batch_axis_mask_per_sample():
+    inputs = keras.Input((50,))
+    outputs = InvertedDropout(0.5, noise_shape=(1, None), seed=4)(inputs)
+    model = keras.Model(inputs, outputs)
+    stack = _stacked_samples(model, np.ones((7, 50), "float32"))
+    for sample in stack:
+        assert np.all(sample == sample[:1])
+    assert len({sample.tobytes() for sample in stack}) == 24
+
+
+@pytest.mark.parametrize(
+    "cls, shape", [(DropBlock1D, (4, 30, 3)), (DropBlock2D, (4, 9, 10, 3))]
+)
+def test_stacked_samples_scale_dropblock_per_sample(cls, shape):
+    inputs = keras.Input(shape[1:])
+    model = keras.Model(inputs, cls(0.3, 3, seed=5)(inputs))
+    for sample in _stacked_samples(model, np.ones(shape, "float32"), samples=6):
+        kept = sample != 0
+        np.testing.assert_allclose(sample[kept], kept.size / kept.sum(), rtol=1e-5)
+
+
+def test_stacked_samples_are_reproducible_and_leave_predict_alone():
+    model, x = _bn_model()
+    plain_function = model.predict_function
+    first = mc_predict(model, x, samples=12, seed=3, samples_per_call=4)
+    second = mc_predict(model, x, samples=12, seed=3, samples_per_call=4)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert model.predict_function is plain_function
+    np.testing.assert_array_equal(
+        model.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+def test_samples_that_cannot_stack_run_one_per_call():
+    # A cell's weight drop is one mask for the batch, which stacking cannot
+    # draw per sample; Keras' Dropout sharing the batch axis neither.
+    inputs = keras.Input((4, 3))
+    x = VariationalLSTM(4, weight_dropout=0.5, seed=1)(inputs)
+    weight_drop = keras.Model(inputs, x)
+    assert not inference._stackable(weight_drop)
+    flat = keras.Input((40,))
+    keras_shared = keras.Model(
+        flat, keras.layers.Dropout(0.5, noise_shape=(1, None), seed=2)(flat)
+    )
+    assert not inference._stackable(keras_shared)
+    stack = _stacked_samples(keras_shared, np.ones((5, 40), "float32"), samples=6)
+    for sample in stack:
+        assert np.all(sample == sample[:1])
+    assert len({sample.tobytes() for sample in stack}) == 6
+    mean, std = mc_predict(weight_drop, _data(8, (5, 4, 3)), samples=4, seed=0)
+    assert np.all(std > 0)
+    assert inference._stackable(_bn_model()[0])

@@ -1,5 +1,6 @@
 """Packaging facts: the exported names and the changelog's version."""
 
+import inspect
 import pathlib
 import re
 
@@ -17,7 +18,8 @@ def test_layers_all_is_sorted_and_complete():
     public = {
         name
         for name, value in vars(keras_reg.layers).items()
-        if isinstance(value, type) and not name.startswith("_")
+        if (isinstance(value, type) or inspect.isfunction(value))
+        and not name.startswith("_")
     }
     assert public == set(names)
 
@@ -25,6 +27,8 @@ def test_layers_all_is_sorted_and_complete():
 def test_every_public_layer_is_registered_under_keras_reg():
     for name in keras_reg.layers.__all__:
         cls = getattr(keras_reg.layers, name)
+        if not isinstance(cls, type):
+            continue  # drop_path_rates
         assert keras.saving.get_registered_name(cls) == f"keras_reg>{name}"
         assert keras.saving.get_registered_object(f"keras_reg>{name}") is cls
 
@@ -45,8 +49,6 @@ def test_version_is_declared_once():
 
 
 def test_the_api_contract_names_and_signatures():
-    import inspect
-
     assert list(inspect.signature(keras_reg.inference.mc_predict).parameters)[:6] == [
         "model",
         "x",
@@ -60,8 +62,48 @@ def test_the_api_contract_names_and_signatures():
         "schedule",
         "layers",
         "verbose",
+        "per_step",
     ]
     wrapper = inspect.signature(keras_reg.layers.LayerNormWrapper).parameters
     assert list(wrapper)[:4] == ["cell", "epsilon", "center", "scale"]
     assert wrapper["epsilon"].default == 1e-3
     assert callable(keras_reg.config.set_rng) and callable(keras_reg.config.rng)
+
+
+def _defaults(fn):
+    return {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    }
+
+
+def test_the_0_2_api_names_and_signatures():
+    # API.md, "Added in 0.2", and the inference and callbacks additions.
+    layers, empty = keras_reg.layers, inspect.Parameter.empty
+    for name in ("DropBlock1D", "DropBlock2D", "DropBlock3D"):
+        assert _defaults(getattr(layers, name)) == {
+            "rate": empty,
+            "block_size": empty,
+            "shared_channels": False,
+            "data_format": None,
+            "seed": None,
+        }
+    assert _defaults(layers.DropPath) == {"rate": empty, "mode": "sample", "seed": None}
+    assert _defaults(layers.StochasticDepth) == {
+        "survival_probability": 0.5,
+        "seed": None,
+    }
+    assert _defaults(layers.ConcreteDropout) == {
+        "layer": empty,
+        "weight_regularizer": 1e-6,
+        "dropout_regularizer": 1e-5,
+        "init_min": 0.1,
+        "init_max": 0.1,
+        "temperature": 0.1,
+        "seed": None,
+    }
+    assert list(_defaults(layers.drop_path_rates)) == ["rate", "depths"]
+    assert list(_defaults(keras_reg.callbacks.late_dropout)) == ["rate", "start"]
+    assert _defaults(keras_reg.inference.mc_dropout) == {"model": None}
+    assert _defaults(keras_reg.callbacks.DropoutScheduler)["per_step"] is False

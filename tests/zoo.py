@@ -2,8 +2,10 @@
 
 Shared by the portability tests and `backend_worker.py` (which rebuilds it
 under another backend): a token branch through the dropout family, every
-sequence layer (each holds its cell) and the wrapper, and an image branch
-through DropBlock2D. Every regularizer is on, so every random stream and
+sequence layer (each holds its cell) and the wrapper, DropBlock1D, DropPath
+in both modes and StochasticDepth; an image branch through DropBlock2D
+(square, rectangular with shared channels) and DropBlock3D; and a
+ConcreteDropout head. Every regularizer is on, so every random stream and
 every rate is part of the model's state.
 """
 
@@ -66,14 +68,26 @@ def build(seed=100, mask_zero=True):
     ]
     for index, layer in enumerate(recurrent):
         x = x + layers.DropPath(0.2, seed=seed + 30 + index)(layer(x))
+    # The 0.2 structured layers on the sequence: DropBlock over steps, a
+    # batch-mode DropPath and TensorFlow Addons' StochasticDepth.
+    x = layers.DropBlock1D(0.2, 2, seed=seed + 40)(x)
+    branch = keras.layers.Dense(UNITS)(x)
+    x = x + layers.DropPath(0.2, mode="batch", seed=seed + 41)(branch)
+    x = layers.StochasticDepth(0.8, seed=seed + 42)([x, keras.layers.Dense(UNITS)(x)])
     sequence = keras.layers.GlobalAveragePooling1D()(x)
 
     y = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(images)
     y = layers.DropBlock2D(0.2, 3, seed=seed + 50)(y)
+    y = layers.DropBlock2D(0.1, (2, 3), shared_channels=True, seed=seed + 52)(y)
+    # A volume: (height, width, channels) as (depth, height, width), 1 channel.
+    y = keras.layers.Reshape((*IMAGE[:2], 4, 1))(y)
+    y = layers.DropBlock3D(0.1, (2, 3, 2), seed=seed + 53)(y)
+    y = keras.layers.Reshape((*IMAGE[:2], 4))(y)
     y = keras.layers.GlobalAveragePooling2D()(y)
 
     z = keras.layers.Concatenate()([sequence, y])
     z = layers.InvertedDropout(0.3, seed=seed + 51)(z)
+    z = layers.ConcreteDropout(keras.layers.Dense(8), seed=seed + 54)(z)
     outputs = keras.layers.Dense(3, name="head", dtype="float32")(z)
     return keras.Model([tokens, images], outputs, name="zoo")
 

@@ -1,5 +1,6 @@
 """The public layers of keras_reg."""
 
+from keras_reg.layers.concrete import ConcreteDropout
 from keras_reg.layers.dropout import (
     EmbeddingDropout,
     InvertedDropout,
@@ -24,10 +25,20 @@ from keras_reg.layers.rnn.simple_rnn import (
     VariationalSimpleRNN,
     VariationalSimpleRNNCell,
 )
-from keras_reg.layers.structured import DropBlock2D, DropPath
+from keras_reg.layers.structured import (
+    DropBlock1D,
+    DropBlock2D,
+    DropBlock3D,
+    DropPath,
+    StochasticDepth,
+    drop_path_rates,
+)
 
 __all__ = [
+    "ConcreteDropout",
+    "DropBlock1D",
     "DropBlock2D",
+    "DropBlock3D",
     "DropPath",
     "EmbeddingDropout",
     "InvertedDropout",
@@ -38,6 +49,7 @@ __all__ = [
     "LayerNormSimpleRNN",
     "LayerNormSimpleRNNCell",
     "LayerNormWrapper",
+    "StochasticDepth",
     "TimeSharedDropout",
     "VariationalGRU",
     "VariationalGRUCell",
@@ -45,4 +57,5 @@ __all__ = [
     "VariationalLSTMCell",
     "VariationalSimpleRNN",
     "VariationalSimpleRNNCell",
+    "drop_path_rates",
 ]

@@ -10,6 +10,7 @@ from keras_reg._checks import (
     check_noise_shape,
     check_rank,
 )
+from keras_reg.layers import _samples
 from keras_reg.layers._stochastic import Rate, Stochastic, sampling
 
 
@@ -31,7 +32,7 @@ class _MaskedDropout(Stochastic, keras.layers.Layer):
         if not sampling(training):
             return inputs
         check_floating(self, inputs.dtype)
-        return _random.dropout(
+        return _samples.dropout(
             inputs, self.seed_generator, noise_shape=self._noise_shape(inputs)
         )
 
@@ -215,6 +216,8 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
     rows are scaled by `1 / (1 - rate)`. The rows are drawn afresh at every
     call. Inference is a plain embedding lookup. Only the rows of the words
     in the batch are touched, so the cost does not grow with `output_dim`.
+    In `keras_reg.inference.mc_predict`, each Monte Carlo sample draws its
+    own word types, also when several samples share one call.
 
     Args:
         input_dim: int, the vocabulary size.
@@ -259,9 +262,20 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
         if not sampling(training):
             return outputs
         state = self.seed_generator
-        keep = _random.keep_mask((self.input_dim,), state)
+        ids = ops.cast(inputs, "int32")
+        # One row mask per call, or per Monte Carlo sample when
+        # `mc_predict` stacks samples in the batch (`_samples`).
+        keep = _samples.keep_mask((1, self.input_dim), state)
         row_scale = ops.where(keep, _random.keep_scale(state, dtype=outputs.dtype), 0)
-        row_scale = ops.take(row_scale, ops.cast(inputs, "int32"))
+        count = _samples.groups()
+        if count == 1:
+            row_scale = ops.take(row_scale[0], ids)
+        else:
+            grouped = _samples.split(ids, count)
+            offsets = ops.arange(count, dtype="int32") * self.input_dim
+            offsets = ops.reshape(offsets, (count,) + (1,) * (len(ids.shape)))
+            flat = ops.reshape(row_scale, (-1,))
+            row_scale = _samples.merge(ops.take(flat, grouped + offsets))
         return ops.multiply(outputs, ops.expand_dims(row_scale, -1))
 
     def compute_output_spec(self, inputs, training=False):
