@@ -1,26 +1,15 @@
 """MkDocs hooks for the keras_reg site (mkdocs.yml: `hooks`).
 
-`PENDING`: API entries for public names that the API pages already list but
-that exist only on a branch not merged yet (`feat/peers`: the 0.2 layers and
-schedules, see CHANGELOG). This hook leaves their `::: name` blocks out, so
-the site builds on a tree without them. When the branch is merged, empty the
-set: `tests/test_docs.py` fails while a name listed here exists in keras_reg,
-and the build then renders every entry.
+`PENDING`: API entries that the API pages list ahead of the code (a public
+name on its way in). This hook leaves their `::: name` blocks out, so the
+site builds without them; `tests/test_docs.py` fails while a name listed
+here exists in keras_reg, so the list is emptied when the name lands.
 """
 
 import logging
 import re
 
-PENDING = frozenset(
-    {
-        "keras_reg.callbacks.late_dropout",
-        "keras_reg.layers.ConcreteDropout",
-        "keras_reg.layers.DropBlock1D",
-        "keras_reg.layers.DropBlock3D",
-        "keras_reg.layers.StochasticDepth",
-        "keras_reg.layers.drop_path_rates",
-    }
-)
+PENDING = frozenset()
 
 log = logging.getLogger("mkdocs.hooks.keras_reg")
 

@@ -18,8 +18,10 @@ from keras_reg._checks import check_positive_int, check_seed
 from keras_reg._walk import walk
 from keras_reg.layers import _samples, _stochastic
 
+__all__ = ["mc_dropout", "mc_predict"]
+
 # Keras' own dropout layers, sampled inside `mc_dropout()` too.
-KERAS_DROPOUT_LAYERS = (
+_KERAS_DROPOUT_LAYERS = (
     keras.layers.Dropout,
     keras.layers.SpatialDropout1D,
     keras.layers.SpatialDropout2D,
@@ -34,7 +36,7 @@ _lock = threading.Lock()
 def _classes_defining_call():
     """The classes whose own `call` the Keras dropout layers run."""
     owners = []
-    for cls in KERAS_DROPOUT_LAYERS:
+    for cls in _KERAS_DROPOUT_LAYERS:
         owner = next(c for c in cls.__mro__ if "call" in vars(c))
         if owner not in owners:
             owners.append(owner)
@@ -130,7 +132,7 @@ _NO_CALL = object()
 
 
 def _samples_masks(layer):
-    return isinstance(layer, (_stochastic.Stochastic, *KERAS_DROPOUT_LAYERS))
+    return isinstance(layer, (_stochastic.Stochastic, *_KERAS_DROPOUT_LAYERS))
 
 
 def _switched_layers(model):
@@ -165,6 +167,9 @@ def _switch_on(layer):
     # Keras looks `self.call` up at every call. Set past Keras' tracker.
     object.__setattr__(layer, "call", sampled)
     _switched[id(layer)] = [layer, 1, own]
+    # A cell in `keras.layers.RNN` is asked for its masks before the RNN
+    # calls it, from the RNN's own `training`: it reads this instead.
+    _stochastic._mc_layers.add(id(layer))
 
 
 def _switch_off(layer):
@@ -173,6 +178,7 @@ def _switch_off(layer):
     if entry[1]:
         return
     del _switched[id(layer)]
+    _stochastic._mc_layers.discard(id(layer))
     if entry[2] is _NO_CALL:
         del layer.__dict__["call"]
     else:
@@ -219,7 +225,7 @@ def _stackable(model):
         if getattr(layer, "stateful", False):
             return False
         noise_shape = getattr(layer, "noise_shape", None)
-        if isinstance(layer, KERAS_DROPOUT_LAYERS) and noise_shape is not None:
+        if isinstance(layer, _KERAS_DROPOUT_LAYERS) and noise_shape is not None:
             if noise_shape and noise_shape[0] == 1:
                 return False
         # A cell's weight drop is one mask for the whole batch.
@@ -364,7 +370,7 @@ def mc_predict(
         for index, state in enumerate(states):
             state.assign(_seeded_state(state, seed, index))
         if keras.backend.backend() == "torch" and any(
-            isinstance(layer, KERAS_DROPOUT_LAYERS) and layer.seed is None
+            isinstance(layer, _KERAS_DROPOUT_LAYERS) and layer.seed is None
             for layer in layers
         ):
             # Keras' unseeded dropout layers draw from torch's global

@@ -166,24 +166,7 @@ def _documented_names(name):
     return node, ast.get_docstring(node), params
 
 
-# Being extended on another branch; they inherit `_MaskedDropout.__init__`,
-# so their signature is not written in their class body.
-_INHERITED_INIT = pytest.mark.xfail(
-    strict=False,
-    reason="dropout-family class without a literal __init__ of its own "
-    "(inherits _MaskedDropout's); being rewritten on another branch",
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=_INHERITED_INIT)
-        if n in ("DropPath", "TimeSharedDropout")
-        else n
-        for n in layers.__all__
-    ],
-)
+@pytest.mark.parametrize("name", layers.__all__)
 def test_docstring_is_literal_and_documents_every_argument(name):
     node, doc, params = _documented_names(name)
     assert doc, f"{name} has no literal docstring"

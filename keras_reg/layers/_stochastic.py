@@ -19,13 +19,21 @@ _STATE_KEY = "keras_reg_random_state"
 _mc_depth = 0
 
 
-def sampling(training):
-    """`training`, or `True` inside `mc_dropout()`: whether to draw masks.
+# The ids of the layers and cells that `mc_dropout(model)` contexts have
+# switched on (kept by `keras_reg.inference`, under its lock).
+_mc_layers = set()
+
+
+def sampling(training, layer=None):
+    """`training`, or `True` inside `mc_dropout()` (or `mc_dropout(model)`
+    for `layer`'s model): whether to draw masks.
 
     Read when a layer is called (or traced): a function traced before the
     context opened keeps what it saw then.
     """
-    return True if _mc_depth else training
+    if _mc_depth or (layer is not None and id(layer) in _mc_layers):
+        return True
+    return training
 
 
 class Rate:
@@ -136,7 +144,7 @@ class Stochastic:
         self.seed_generator.state.assign(state)
         # The saved thresholds hold the rates in force when the model was
         # saved (e.g. set by a schedule); bring the Python rates in line.
-        rates = dict(self._rates)
+        rates = dict(self.__dict__.get("_rates", {}))
         for slot, name in enumerate(self._rate_names()):
             saved = int(state[2 + slot])
             if saved != _random.threshold(rates[name]):

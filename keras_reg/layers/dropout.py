@@ -197,6 +197,9 @@ class TimeSharedDropout(_MaskedDropout):
         "Regularizing and Optimizing LSTM Language Models".
     """
 
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+
     def build(self, input_shape):
         check_rank(self, input_shape, {3}, "batch, time, features")
         super().build(input_shape)

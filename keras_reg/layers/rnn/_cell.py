@@ -84,7 +84,7 @@ class VariationalCell(Stochastic):
     # JAX), only if the call trains, and dropped after it.
     def get_dropout_mask(self, step_input):
         masks = _masks.NONE
-        if sampling(_keras_private.call_training()):
+        if sampling(_keras_private.call_training(), self):
             batch, features = ops.shape(step_input)[0], ops.shape(step_input)[-1]
             masks = _masks.draw(self, batch, features, self.compute_dtype)
         object.__setattr__(self, "_rnn_masks", masks)
