@@ -82,10 +82,6 @@ def test_pending_api_entries_are_not_in_the_package_yet():
         )
 
 
-# Classes whose docstring is assembled at import time (`__doc__ = ... +
-# helper()`): the API reference, read from the source, shows them without a
-# docstring. The recurrent core's rebuild gives them literal docstrings;
-# remove each name here as it gets one (the test below fails until you do).
 def _literal_docstring(obj):
     """The docstring literal of `obj`'s definition in its module's source."""
     module = importlib.import_module(obj.__module__)

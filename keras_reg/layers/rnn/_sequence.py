@@ -1,16 +1,17 @@
 """The base of the sequence layers: one call's masks, drawn once, passed on.
 
 `VariationalRNN.call` draws the masks of the call (in training) and passes
-them, as values, to the loop it runs. With the input mask shared by all
-steps, `(x * m) @ kernel + bias` does not depend on the previous state, so
-it runs for the whole sequence as one matmul before the loop; only
-`h @ recurrent_kernel` stays inside. The output mask is applied once, after
-the loop. The cell is used for its weights and equations only: the layer
-never writes its attributes, so the same cell can also serve in
+them, as values, to what runs the recurrence. A shared input mask is
+applied to the whole sequence at once, and the output mask after the loop.
+The cell is used for its weights and equations only: the layer never
+writes its attributes, so the same cell can also serve in
 `keras.layers.RNN` or anywhere else.
 
-The loop is `keras_reg.layers.rnn._loop.run` (portable `keras.ops`) unless
-a backend kernel of `keras_reg._kernels` takes the call.
+What runs the recurrence, the first that takes the call: a fused kernel
+(`keras_reg._kernels.fused_recurrence`: torch's `_VF` kernels, cuDNN),
+a backend's own recurrence (torch's hand-written BPTT), or the loop, the
+backend's (`time_loop`: TensorFlow's `while_loop`) or the portable one
+(`keras_reg.layers.rnn._loop.run`).
 """
 
 import keras
@@ -171,11 +172,11 @@ class VariationalRNN(keras.layers.RNN):
         """The recurrence with `keras.ops` only: the reference path.
 
         On TensorFlow and JAX CPUs the input projection runs inside the
-        step: XLA's and TensorFlow's loops ran a hoisted `(steps, batch, 4 *
-        units)` projection 1.2 to 2 times slower than a small matmul per
-        step (B=64, T=100, F=32 and 256, units=128). On torch, which runs
-        the loop eagerly, and on GPUs, one matmul for all steps saves an op
-        per step.
+        step: with a hoisted `(steps, batch, 4 * units)` projection, JAX's
+        loop ran 1.2 to 2 times slower than with a small matmul per step,
+        and TensorFlow's no faster (B=64, T=100, F=32 and 256, units=128).
+        On torch, which runs the loop eagerly, and on GPUs, one matmul for
+        all steps saves an op per step.
         """
         cell = self.cell
         hoist = keras.backend.backend() == "torch" or _kernels.gpu_available()
@@ -212,30 +213,21 @@ class VariationalRNN(keras.layers.RNN):
             new = cell._zoneout(states, new, inputs_t.get("keep_new"))
             return new[0], new
 
-        # The backend's own loop (TensorFlow's `while_loop`), if it has one
-        # that takes the call, else the portable one.
-        run = _kernels.time_loop() or _loop.run
-        result = run(
-            step,
-            inputs,
-            initial_state,
+        options = dict(
             mask=mask,
             go_backwards=self.go_backwards,
             unroll=self.unroll,
             zero_output_for_mask=self.zero_output_for_mask,
             return_sequences=self.return_sequences,
         )
+        # The backend's own loop (TensorFlow's `while_loop`) where it takes
+        # the call, else the portable one.
+        backend_loop = _kernels.time_loop()
+        result = None
+        if backend_loop is not None:
+            result = backend_loop(step, inputs, initial_state, **options)
         if result is None:
-            result = _loop.run(
-                step,
-                inputs,
-                initial_state,
-                mask=mask,
-                go_backwards=self.go_backwards,
-                unroll=self.unroll,
-                zero_output_for_mask=self.zero_output_for_mask,
-                return_sequences=self.return_sequences,
-            )
+            result = _loop.run(step, inputs, initial_state, **options)
         return result
 
     # --- config --------------------------------------------------------------
