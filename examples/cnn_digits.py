@@ -25,10 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_reg  # noqa: E402
 from examples._common import (  # noqa: E402
-    EpochProgress,
     markdown_table,
     pyplot,
     save_figure,
+    train_classifier,
 )
 
 
@@ -79,35 +79,10 @@ def build_regularized(block_rate=0.1, head_rate=0.4, seed=0):
 
 
 def train(model, data, epochs, progress=True):
-    x_train, x_val, y_train, y_val = data
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    callbacks = [EpochProgress(f"{model.name}:", epochs)] if progress else []
-    history = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=epochs,
-        batch_size=32,
-        verbose=0,
-        callbacks=callbacks,
-    )
-    # Both sets evaluated in inference mode, so the gap is comparable.
-    train_loss, train_acc = model.evaluate(x_train, y_train, verbose=0)
-    val_loss, val_acc = model.evaluate(x_val, y_val, verbose=0)
-    return {
-        "model": model.name,
-        "train_acc": float(train_acc),
-        "val_acc": float(val_acc),
-        "train_loss": float(train_loss),
-        "val_loss": float(val_loss),
-        "acc_gap": float(train_acc - val_acc),
-        "loss_gap": float(val_loss - train_loss),
-        "history": history.history,
-    }
+    result = train_classifier(model, data, epochs, 1e-3, progress)
+    result["acc_gap"] = result["train_acc"] - result["val_acc"]
+    result["loss_gap"] = result["val_loss"] - result["train_loss"]
+    return result
 
 
 def run(epochs=40, train_size=300, progress=True):

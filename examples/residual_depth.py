@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_reg  # noqa: E402
-from examples._common import EpochProgress, markdown_table  # noqa: E402
+from examples._common import markdown_table, train_classifier  # noqa: E402
 
 DEPTHS = (2, 2, 2)
 FILTERS = (32, 64, 64)
@@ -78,32 +78,7 @@ def build_model(drop_path_rate=0.0, style="drop_path", seed=0):
 
 
 def train(model, data, epochs, progress=True):
-    x_train, x_val, y_train, y_val = data
-    model.compile(
-        optimizer=keras.optimizers.Adam(2e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    callbacks = [EpochProgress(f"{model.name}:", epochs)] if progress else []
-    history = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=epochs,
-        batch_size=32,
-        verbose=0,
-        callbacks=callbacks,
-    )
-    train_loss, train_acc = model.evaluate(x_train, y_train, verbose=0)
-    val_loss, val_acc = model.evaluate(x_val, y_val, verbose=0)
-    return {
-        "model": model.name,
-        "train_acc": float(train_acc),
-        "val_acc": float(val_acc),
-        "train_loss": float(train_loss),
-        "val_loss": float(val_loss),
-        "history": history.history,
-    }
+    return train_classifier(model, data, epochs, 2e-3, progress)
 
 
 def run(

@@ -1,31 +1,25 @@
 """The fused (cuDNN) kernels that Keras' own `LSTM` and `GRU` dispatch to,
 for the TensorFlow and JAX backends.
 
-A sequence layer's call runs in them where every active mask is shared by
-the whole sequence and applied outside the recurrence (inference, input
-dropout, weight drop, output dropout), the cell computes the plain
-recurrence with tanh and sigmoid, and Keras' function accepts the call: it
-raises `NotImplementedError` without a GPU, and the layer then runs its
-own loop. Calls with an input mask decline too: cuDNN outputs zeros at the
-padded steps where the portable loop repeats the last output.
+A sequence layer's call runs in them where its masks allow
+(`keras_reg._kernels._eligible`), the cell computes the plain recurrence
+with tanh and sigmoid, and Keras' function accepts the call: it raises
+`NotImplementedError` without a GPU, and the layer then runs its own loop.
+Calls with an input mask decline: cuDNN outputs zeros at the padded steps
+where the portable loop repeats the last output.
 """
 
 from keras import ops
 
 from keras_reg import _keras_private
+from keras_reg._kernels._eligible import masks_outside
 
 
 def eligible(layer, mask, masks, kinds):
     """The cell's kind when a fused kernel may take the call, else None."""
     cell = layer.cell
     kind = getattr(cell, "_fused_kind", None)
-    if kind not in kinds or mask is not None or masks.recurrent is not None:
-        return None
-    if cell._active["zoneout"]:
-        return None
-    if masks.input is not None and (
-        masks.input.shape[0] != 1 or not cell.share_input_mask
-    ):
+    if kind not in kinds or masks_outside(cell, mask, masks) is not None:
         return None
     return kind
 
@@ -82,15 +76,7 @@ def why_not(layer, mask, masks, kinds):
         return f"{type(cell).__name__} normalizes inside the recurrence."
     if kind not in kinds:
         return f"Keras has no fused {type(cell).__name__} kernel on this backend."
-    if mask is not None:
-        return "the call has an input mask (mask_zero or Masking)."
-    if masks.recurrent is not None:
-        return "recurrent_dropout draws one mask per sample on h in training."
-    if cell._active["zoneout"]:
-        return "zoneout mixes the old and new state at every step."
-    if masks.input is not None:
-        return "the input masks differ per gate or per step."
-    return (
+    return masks_outside(cell, mask, masks) or (
         "Keras' cuDNN kernel needs a GPU, tanh and sigmoid, a bias, no unroll "
         "(and a GRU with reset_after=True)."
     )

@@ -27,6 +27,7 @@ import keras
 import torch
 
 from keras_reg import _random
+from keras_reg._kernels._eligible import masks_outside
 
 # --- mask bits -----------------------------------------------------------------
 
@@ -93,15 +94,8 @@ def why_not(layer, mask, masks):
             "the kernels compute tanh and sigmoid (and a GRU with "
             "reset_after=True) only."
         )
-    if mask is not None:
-        return "the call has an input mask (mask_zero or Masking)."
-    if masks.recurrent is not None:
-        return "recurrent_dropout draws one mask per sample on h in training."
-    if cell._active["zoneout"]:
-        return "zoneout mixes the old and new state at every step."
-    if masks.input is not None:
-        return "the input masks differ per gate or per step."
-    return "the inputs' dtype or device is not supported by the kernel."
+    reason = masks_outside(cell, mask, masks)
+    return reason or "the inputs' dtype or device is not supported by the kernel."
 
 
 # --- the fused kernels -----------------------------------------------------------
@@ -136,16 +130,12 @@ def fused_recurrence(layer, sequences, initial_state, mask, masks):
     mode = _fused_mode(cell)
     if (
         mode is None
-        or mask is not None
-        or masks.recurrent is not None
-        or cell._active["zoneout"]
+        or masks_outside(cell, mask, masks) is not None
         or not _supported(sequences)
     ):
         return None
     x = sequences
     if masks.input is not None:
-        if masks.input.shape[0] != 1 or not cell.share_input_mask:
-            return None
         x = x * masks.input[0][:, None, :]
     dtype = sequences.dtype
     kernel = keras.ops.cast(cell.kernel, dtype)
