@@ -2,10 +2,11 @@
 
 The backend kernels (`keras_reg._kernels`: torch's fused `_VF` kernels and
 its hand-written BPTT, ...) are checked against the portable `keras.ops`
-loop, which the `portable` fixture forces by making every kernel decline.
-Outputs, returned states and the weights after one SGD step (so, the
-gradients) agree to 1e-5, with input masks, `go_backwards`, initial and
-returned states, `stateful`, and under mixed precision. The masks are the
+loop, which `_portable` forces by making every kernel decline. Outputs,
+returned states and the weights after one SGD step (so, the gradients)
+agree to 1e-5 on the CPU (1e-4 with cuDNN), with input masks,
+`go_backwards`, initial and returned states, `stateful`, and under mixed
+precision. The masks are the
 same on both paths: they are drawn before the dispatch.
 """
 
@@ -48,8 +49,8 @@ TIME_LOOP_CASES = {
 FUSED_ON_GPU = {"tensorflow": ("lstm", "gru"), "jax": ("lstm",)}
 UNITS, STEPS, FEATURES, BATCH = 5, 6, 3, 4
 # cuDNN sums in another order than the portable loop (seen on an H200 with
-# TF32 off: up to 3e-5 after six steps); the CPU kernels agree to 1e-5.
-ATOL = 5e-5 if _kernels.gpu_available() else 1e-5
+# TF32 off: up to 8e-5 after 18 steps); the CPU kernels agree to 1e-5.
+ATOL = 1e-4 if _kernels.gpu_available() else 1e-5
 LAYERS = {"lstm": VariationalLSTM, "gru": VariationalGRU, "rnn": VariationalSimpleRNN}
 REGULARIZATION = {
     # Inference and the plain recurrence: the fused kernels.
@@ -184,7 +185,8 @@ def test_stateful_fast_path_equals_the_portable_loop(kind, monkeypatch):
         x = _data()[0]
         layer.build(x.shape)
         rng = np.random.default_rng(2)
-        layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+        weights = [0.5 * rng.normal(size=w.shape) for w in layer.get_weights()]
+        layer.set_weights(weights)
         return [to_numpy(layer(x)) for _ in range(3)]
 
     fast = run()
