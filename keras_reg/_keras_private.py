@@ -14,6 +14,9 @@ not as silently wrong masks.
   `SeedGenerator` that a keras_reg cell replaces; left tracked, it would be
   an unused, unsaved variable of every model, with a new random value after
   each load.
+- `tracked_layers(layer)`: the layers a layer holds as attributes (a
+  custom layer's `self.drop = DropPath(...)`), which Keras tracks and
+  lists with its private `_flatten_layers`.
 - `backend_rnn_kernel(kind)`: the backend function Keras' own `LSTM` or
   `GRU` calls for its fused (cuDNN) path, `keras.src.backend.<backend>.rnn.
   lstm` or `.gru`. It raises `NotImplementedError` where it cannot run
@@ -52,3 +55,11 @@ def backend_rnn_kernel(kind):
 
     module = importlib.import_module(f"keras.src.backend.{keras.backend.backend()}.rnn")
     return getattr(module, kind)
+
+
+def tracked_layers(layer):
+    """The layers Keras tracks as direct children of `layer`."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    return list(flatten(include_self=False, recursive=False))

@@ -10,6 +10,8 @@ attributes.
 
 import keras
 
+from keras_reg import _keras_private
+
 # Public attributes through which Keras and keras_reg nest layers.
 _CHILD_ATTRIBUTES = ("layer", "cell", "forward_layer", "backward_layer")
 _CHILD_LISTS = ("layers", "cells")
@@ -26,11 +28,8 @@ def _children(layer):
         if isinstance(child, keras.layers.Layer):
             children.append(child)
     # Layers a custom layer holds as attributes (`self.drop = DropPath(...)`)
-    # have no public route: Keras 3.15.1 tracks them and lists them with the
-    # private `_flatten_layers`; `tests/test_walk.py` fails if that changes.
-    flatten = getattr(layer, "_flatten_layers", None)
-    if flatten is not None:
-        children.extend(flatten(include_self=False, recursive=False))
+    # have no public route: `keras_reg._keras_private` lists them.
+    children.extend(_keras_private.tracked_layers(layer))
     return children
 
 
