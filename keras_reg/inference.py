@@ -9,6 +9,7 @@ Here only the dropout layers sample; everything else runs in inference mode.
 import contextlib
 import functools
 import threading
+import weakref
 
 import keras
 import numpy as np
@@ -98,7 +99,7 @@ def mc_dropout(model=None):
             "Invalid value received for argument `model`. Expected a Keras "
             f"model or layer, or None. Received: model={model!r}"
         )
-    layers = _switched_layers(model)
+    layers = _sampling_layers(model)
     with _lock:
         for layer in layers:
             _switch_on(layer)
@@ -135,27 +136,22 @@ def _samples_masks(layer):
     return isinstance(layer, (_stochastic.Stochastic, *_KERAS_DROPOUT_LAYERS))
 
 
-def _switched_layers(model):
-    """The layers of `model` to call in training mode: the dropout layers
-    and cells, and every layer that runs a keras_reg cell (it passes its
-    `training` to the cell and draws the cell's masks itself)."""
-    layers = []
-    for layer in walk(model):
-        cell = getattr(layer, "cell", None)
-        runs_cell = isinstance(cell, keras.layers.Layer) and any(
-            isinstance(c, _stochastic.Stochastic) for c in walk(cell)
-        )
-        if _samples_masks(layer) or runs_cell:
-            layers.append(layer)
-    return layers
-
-
 def _switch_on(layer):
     entry = _switched.get(id(layer))
     if entry is not None:
         entry[1] += 1
         return
     own = layer.__dict__.get("call", _NO_CALL)
+    _switched[id(layer)] = [layer, 1, own]
+    if isinstance(layer, _stochastic.Stochastic):
+        # keras_reg's layers and cells ask `sampling(training, self)`,
+        # which reads this set (a cell in `keras.layers.RNN` too, whose
+        # masks are drawn from the RNN's own `training`).
+        _stochastic._mc_layers.add(id(layer))
+        return
+    # Keras' own dropout layers: an instance attribute shadows the class's
+    # `call` for this layer only (Keras looks `self.call` up at every
+    # call), set past Keras' tracker.
     call = layer.call
 
     @functools.wraps(call)
@@ -163,13 +159,7 @@ def _switch_on(layer):
         kwargs["training"] = True
         return call(*args, **kwargs)
 
-    # An instance attribute shadows the class's `call` for this layer only;
-    # Keras looks `self.call` up at every call. Set past Keras' tracker.
     object.__setattr__(layer, "call", sampled)
-    _switched[id(layer)] = [layer, 1, own]
-    # A cell in `keras.layers.RNN` is asked for its masks before the RNN
-    # calls it, from the RNN's own `training`: it reads this instead.
-    _stochastic._mc_layers.add(id(layer))
 
 
 def _switch_off(layer):
@@ -178,8 +168,9 @@ def _switch_off(layer):
     if entry[1]:
         return
     del _switched[id(layer)]
-    _stochastic._mc_layers.discard(id(layer))
-    if entry[2] is _NO_CALL:
+    if isinstance(layer, _stochastic.Stochastic):
+        _stochastic._mc_layers.discard(id(layer))
+    elif entry[2] is _NO_CALL:
         del layer.__dict__["call"]
     else:
         object.__setattr__(layer, "call", entry[2])
@@ -260,12 +251,14 @@ class _Stacked(keras.Model):
         return keras.tree.map_structure(unstack, outputs)
 
 
+# Per model, kept as long as the model lives: its stacked wrappers (by
+# samples per call) and its sampling predict function.
+_stacked = weakref.WeakKeyDictionary()
+_predict_functions = weakref.WeakKeyDictionary()
+
+
 def _stacked_model(model, count):
-    cache = model.__dict__.get("_keras_reg_mc_stacked")
-    if cache is None:
-        cache = {}
-        # Set past Keras' tracker: the wrapper must not become a sublayer.
-        object.__setattr__(model, "_keras_reg_mc_stacked", cache)
+    cache = _stacked.setdefault(model, {})
     if count not in cache:
         cache[count] = _Stacked(model, count)
     return cache[count]
@@ -422,13 +415,11 @@ def _predict_one(model, x, batch_size):
     first use inside `mc_dropout(model)` and kept for the next calls; the
     model keeps its own."""
     plain_function = model.predict_function
-    model.predict_function = model.__dict__.get("_keras_reg_mc_predict_function")
+    model.predict_function = _predict_functions.get(model)
     try:
         return model.predict(x, batch_size=batch_size, verbose=0)
     finally:
-        object.__setattr__(
-            model, "_keras_reg_mc_predict_function", model.predict_function
-        )
+        _predict_functions[model] = model.predict_function
         model.predict_function = plain_function
 
 

@@ -215,7 +215,7 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
         # In `floatx`, the dtype of Keras' compiled losses, which it adds
         # this one to (under a float64 policy the variable is float64).
         self.add_loss(ops.cast(self._regularizer(p_logit), keras.config.floatx()))
-        if sampling(training):
+        if sampling(training, self):
             inputs = self._relaxed_dropout(inputs, p_logit)
         kwargs = {"training": training} if self._passes_training else {}
         return self.layer(inputs, **kwargs)

@@ -29,7 +29,7 @@ class _MaskedDropout(Stochastic, keras.layers.Layer):
         raise NotImplementedError
 
     def call(self, inputs, training=False):
-        if not sampling(training):
+        if not sampling(training, self):
             return inputs
         check_floating(self, inputs.dtype)
         return _samples.dropout(
@@ -262,7 +262,7 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
 
     def call(self, inputs, training=False):
         outputs = super().call(inputs)
-        if not sampling(training):
+        if not sampling(training, self):
             return outputs
         state = self.seed_generator
         ids = ops.cast(inputs, "int32")

@@ -158,7 +158,7 @@ class _DropBlock(Stochastic, keras.layers.Layer):
         return ops.cast(starts, "float32")
 
     def call(self, inputs, training=False):
-        if not sampling(training):
+        if not sampling(training, self):
             return inputs
         check_floating(self, inputs.dtype)
         shape = ops.shape(inputs)
@@ -601,7 +601,7 @@ class StochasticDepth(Stochastic, keras.layers.Layer):
             )
         shortcut, residual = inputs
         check_floating(self, residual.dtype)
-        if not sampling(training):
+        if not sampling(training, self):
             return shortcut + ops.cast(self.survival_probability, residual.dtype) * (
                 residual
             )

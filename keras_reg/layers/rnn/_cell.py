@@ -107,7 +107,7 @@ class VariationalCell(Stochastic):
         if masks is None:
             # Called on its own: one step, with masks of its own.
             masks = _masks.NONE
-            if sampling(training):
+            if sampling(training, self):
                 batch, features = ops.shape(inputs)[0], ops.shape(inputs)[-1]
                 masks = _masks.draw(self, batch, features, self.compute_dtype, 1)
             input_mask = masks.input

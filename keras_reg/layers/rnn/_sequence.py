@@ -143,7 +143,7 @@ class VariationalRNN(keras.layers.RNN):
             mask = mask[0]
         cell = self.cell
         masks = _masks.NONE
-        if sampling(training):
+        if sampling(training, cell):
             batch, steps, features = ops.shape(sequences)
             masks = _masks.draw(cell, batch, features, sequences.dtype, steps)
         args = (self, sequences, initial_state, mask, masks)
