@@ -101,9 +101,15 @@ def time_loop(
         mask = tf.TensorArray(tf.bool, size=steps).unstack(mask)
     states = tuple(initial_states)
     previous = tf.zeros_like(states[0])
-    outputs = tf.TensorArray(states[0].dtype, size=steps if return_sequences else 1)
+    # The output sequence is accumulated only when it is returned: an
+    # accumulator that no one reads and the loop never writes is an
+    # uninitialized TensorList to the gradient, which XLA cannot compile
+    # ("TensorList input for ZerosLike op is an uninitialized list").
+    carried = (tf.constant(0), states, previous)
+    if return_sequences:
+        carried += (tf.TensorArray(states[0].dtype, size=steps),)
 
-    def body(t, states, previous, outputs):
+    def body(t, states, previous, *outputs):
         x_t = tf.nest.pack_sequence_as(inputs, [a.read(t) for a in arrays])
         output, new_states = step(x_t, states)
         new_states = tuple(new_states)
@@ -115,17 +121,16 @@ def time_loop(
                 tf.where(keep, new, old)
                 for new, old in zip(new_states, states, strict=True)
             )
-        if return_sequences:
-            outputs = outputs.write(t, output)
-        return t + 1, new_states, output, outputs
+        outputs = tuple(array.write(t, output) for array in outputs)
+        return (t + 1, new_states, output, *outputs)
 
-    _, states, last_output, outputs = tf.while_loop(
+    _, states, last_output, *outputs = tf.while_loop(
         lambda t, *_: t < steps,
         body,
-        (tf.constant(0), states, previous, outputs),
+        carried,
         maximum_iterations=steps,
     )
     sequence = None
     if return_sequences:
-        sequence = tf.transpose(outputs.stack(), (1, 0, 2))
+        sequence = tf.transpose(outputs[0].stack(), (1, 0, 2))
     return last_output, sequence, list(states)
