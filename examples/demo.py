@@ -14,7 +14,7 @@ import time
 
 import keras
 
-from examples import char_lm, cnn_digits, uncertainty
+from examples import backend_check, char_lm, cnn_digits, uncertainty
 from examples._common import OUTPUT_DIR, markdown_table
 
 SETTINGS = {
@@ -152,7 +152,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output-dir", default=OUTPUT_DIR)
     args = parser.parse_args(argv)
-    outcome = run(SETTINGS["quick" if args.quick else "full"], args.output_dir)
+    settings = SETTINGS["quick" if args.quick else "full"]
+    outcome = run(settings, args.output_dir)
+    # The backend-switch check of the character model, into summary.md.
+    backend_check.append_to_summary(outcome["summary"], settings["lm_units"])
     print(f"\n=== keras_reg demo, backend {keras.backend.backend()} ===")
     print(markdown_table(["example", "figure", "value"], outcome["rows"]))
     print("", *outcome["lm_verdicts"], sep="\n")
