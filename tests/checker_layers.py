@@ -6,10 +6,10 @@ import keras
 
 @keras.saving.register_keras_serializable(package="checker_tests")
 class OffOnJax(keras.layers.Layer):
-    """The identity, except on JAX, where it adds `offset`: a layer that
+    """The identity, except on JAX, where it adds `offset` (0.1): a layer that
     computes differently on one backend."""
 
-    def __init__(self, offset=0.01, **kwargs):
+    def __init__(self, offset=0.1, **kwargs):
         super().__init__(**kwargs)
         self.offset = offset
 

@@ -169,7 +169,7 @@ def test_a_custom_layer_that_differs_on_one_backend_is_the_first_divergence(
     everywhere,
 ):
     # Inference comes first; torch agrees with TensorFlow there, JAX adds
-    # 0.01 in `off_on_jax`, whose inputs still agree.
+    # 0.1 in `off_on_jax`, whose inputs still agree.
     assert everywhere.first_divergence == {
         "mode": "inference",
         "backend": "jax",
@@ -180,7 +180,7 @@ def test_a_custom_layer_that_differs_on_one_backend_is_the_first_divergence(
     (jax_before,) = _of(everywhere, backend="jax", mode="inference", name="b_dense")
     assert torch_off["passed"] and jax_before["passed"]
     assert not jax_off["passed"]
-    assert jax_off["max_abs"] == pytest.approx(0.01, rel=1e-3)
+    assert jax_off["max_abs"] == pytest.approx(0.1, rel=1e-3)
     assert "first divergence: layer 'off_on_jax' (inference, jax" in str(everywhere)
 
 

@@ -10,11 +10,17 @@ import numpy as np
 # the cross-backend differences measured on the test suite's zoo model and
 # the demo models (docs/guides/checking-a-backend-switch.md has the
 # figures). Integer and boolean values must be equal.
+# float32: the zoo model (6 steps, 6 units) differs by at most 7e-6, the
+# demo's character model (64 steps, 384 units) by 3e-4 in its outputs and
+# 1.4e-3 in its gradients (rounding that the recurrence amplifies).
+# bfloat16: the zoo model differs by at most 0.15 (the character model by
+# 2, beyond any useful tolerance: compare deep recurrences in float32).
+# float16 and float64 are not measured: scaled from their precision.
 TOLERANCES = {
     "float64": (1e-9, 1e-7),
-    "float32": (1e-5, 1e-4),
-    "float16": (1e-2, 1e-2),
-    "bfloat16": (5e-2, 5e-2),
+    "float32": (5e-3, 1e-3),
+    "float16": (5e-2, 1e-2),
+    "bfloat16": (0.3, 5e-2),
 }
 EXACT = (0.0, 0.0)
 # `max_rel` divides by `max(|b|, TINY)`; a float64 value, so never NaN.
