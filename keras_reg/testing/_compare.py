@@ -277,7 +277,13 @@ def _run_all(backends, spec, directory):
         len(backends), os.cpu_count() or 1
     )
     runs = [_Run(b, spec, directory) for b in backends]
-    waiting, active = list(runs), []
+    waiting, active = [], []
+    for run in runs:
+        if importlib.util.find_spec(_PACKAGES[run.backend]) is None:
+            run.error = f"the {run.backend} package is not installed"
+            _progress(f"{run.backend}: ERROR: {run.error}")
+        else:
+            waiting.append(run)
     while waiting or active:
         while waiting and len(active) < jobs:
             run = waiting.pop(0)
