@@ -397,3 +397,49 @@ def test_the_console_script_exits_2_on_a_missing_file(tmp_path):
     )
     assert done.returncode == 2, done.stderr
     assert "No such model file" in done.stderr
+
+
+# --- which layers are named non-portable ---------------------------------------
+
+
+def test_exactly_keras_random_layers_are_named_with_their_replacement():
+    from keras_reg.testing._portable import non_portable
+
+    class MyDropout(keras.layers.Dropout):
+        pass
+
+    x = keras.Input((6, 5, 4))
+    y = keras.layers.SpatialDropout2D(0.2, name="spatial")(x)
+    y = keras.layers.GaussianNoise(0.1, name="noise")(y)
+    y = keras.layers.RandomFlip(name="flip")(y)
+    y = MyDropout(0.5, name="subclass")(y)
+    y = keras.layers.Reshape((6, 20))(y)
+    y = keras.layers.LSTM(3, dropout=0.1, name="keras_lstm")(y)
+    y = keras.layers.Dropout(0.5, name="drop")(y)
+    y = layers.InvertedDropout(0.5, name="portable")(y)
+    model = keras.Model(x, y)
+    assert non_portable(model) == [
+        {
+            "layer": "spatial",
+            "class": "SpatialDropout2D",
+            "suggestion": "InvertedDropout(shared_axes=[1, 2])",
+        },
+        {"layer": "noise", "class": "GaussianNoise", "suggestion": "none"},
+        {"layer": "flip", "class": "RandomFlip", "suggestion": "none"},
+        {"layer": "keras_lstm", "class": "LSTM", "suggestion": "VariationalLSTM"},
+        {"layer": "drop", "class": "Dropout", "suggestion": "InvertedDropout"},
+    ]
+
+
+def test_keras_reg_layers_are_named_in_native_mode(native_rng):
+    from keras_reg.testing._portable import non_portable
+
+    x = keras.Input((4,))
+    model = keras.Model(x, layers.InvertedDropout(0.5, name="inverted")(x))
+    assert non_portable(model) == [
+        {
+            "layer": "inverted",
+            "class": "InvertedDropout",
+            "suggestion": 'InvertedDropout with keras_reg.config.set_rng("portable")',
+        }
+    ]
