@@ -443,3 +443,28 @@ def test_keras_reg_layers_are_named_in_native_mode(native_rng):
             "suggestion": 'InvertedDropout with keras_reg.config.set_rng("portable")',
         }
     ]
+
+
+def test_the_contract_signatures():
+    import inspect
+
+    import keras_reg.testing
+
+    assert keras_reg.testing.__all__ == sorted(keras_reg.testing.__all__)
+    parameters = inspect.signature(compare_backends).parameters
+    assert {name: p.default for name, p in parameters.items()} == {
+        "model": inspect.Parameter.empty,
+        "inputs": inspect.Parameter.empty,
+        "backends": None,
+        "modes": ("inference", "training"),
+        "layers": True,
+        "atol": None,
+        "rtol": None,
+        "imports": (),
+        "reference": None,
+    }
+    assert list(inspect.signature(assert_same_on_backends).parameters) == [
+        "model",
+        "inputs",
+        "kwargs",
+    ]
