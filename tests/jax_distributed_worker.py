@@ -5,7 +5,8 @@ python tests/jax_distributed_worker.py processes PORT PROCESS_ID OUT.npz
     collectives, coordinator on 127.0.0.1:PORT), one CPU device each,
     under `keras.distribution.DataParallel`. Each process feeds its half
     of every global batch. Writes the probe layers' training-mode outputs
-    on the global batch of ones (gathered from both processes), and the
+    on the global batch of ones (gathered from both processes), the keep
+    mask of Keras' own `Dropout` on a (128, 1024) global batch, and the
     weights after a `fit` of `backend_worker.resume_model()`.
 
 python tests/jax_distributed_worker.py mesh OUT.npz
@@ -71,6 +72,16 @@ def processes(port, process_id, out):
         array = jax.make_array_from_process_local_data(layout, x)
         y = run(layer, array)
         results[name] = np.asarray(multihost_utils.process_allgather(y, tiled=True))
+    # Keras' own Dropout, for docs/known-issues.md.
+    ones = np.ones((64, 1024), "float32")
+    layout = distribution.get_data_layout((128, 1024)).backend_layout
+    y = run(
+        keras.layers.Dropout(0.5, seed=3),
+        jax.make_array_from_process_local_data(layout, ones),
+    )
+    results["keras_dropout"] = (
+        np.asarray(multihost_utils.process_allgather(y, tiled=True)) != 0
+    )
     # Each process feeds its half of every global batch of 8.
     model = backend_worker.resume_model()
     backend_worker.compile_for_resume(model)

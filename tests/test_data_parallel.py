@@ -279,6 +279,16 @@ def test_jax_processes_train_as_one_process_on_the_global_batch(jax_processes):
             )
 
 
+@pytest.mark.slow
+@only["jax"]
+def test_keras_dropout_draws_different_masks_per_jax_process(jax_processes):
+    # One program over the global batch: Keras' own Dropout is fine here.
+    for process in jax_processes:
+        first, second = np.split(process["keras_dropout"], 2)
+        assert_rate(first, 0.5)
+        assert_independent(first, second, 0.5)
+
+
 @pytest.fixture(scope="module")
 def jax_mesh(tmp_path_factory):
     out = tmp_path_factory.mktemp("jax_mesh") / "mesh.npz"
