@@ -233,23 +233,45 @@ def test_data_parallel_rank_is_mixed_into_draws_and_rank_0_is_the_stream():
 
 
 @pytest.fixture(scope="module")
-def jax_processes(tmp_path_factory):
-    out = tmp_path_factory.mktemp("jax_processes")
+def jax_runs(tmp_path_factory):
+    """The two-process run and the four-device process, started together
+    (their imports overlap)."""
+    out = tmp_path_factory.mktemp("jax")
     (port,) = free_ports(1)
-    run_processes(
+    processes = [
         [
-            [
-                sys.executable,
-                worker("jax_distributed_worker.py"),
-                "processes",
-                str(port),
-                str(process),
-                str(out / f"process{process}.npz"),
-            ]
-            for process in range(2)
+            sys.executable,
+            worker("jax_distributed_worker.py"),
+            "processes",
+            str(port),
+            str(process),
+            str(out / f"process{process}.npz"),
         ]
+        for process in range(2)
+    ]
+    mesh = [
+        "env",
+        "XLA_FLAGS=--xla_force_host_platform_device_count=4",
+        sys.executable,
+        worker("jax_distributed_worker.py"),
+        "mesh",
+        str(out / "mesh.npz"),
+    ]
+    run_processes([*processes, mesh])
+    return (
+        [np.load(out / f"process{process}.npz") for process in range(2)],
+        np.load(out / "mesh.npz"),
     )
-    return [np.load(out / f"process{process}.npz") for process in range(2)]
+
+
+@pytest.fixture(scope="module")
+def jax_processes(jax_runs):
+    return jax_runs[0]
+
+
+@pytest.fixture(scope="module")
+def jax_mesh(jax_runs):
+    return jax_runs[1]
 
 
 @pytest.mark.slow
@@ -287,16 +309,6 @@ def test_keras_dropout_draws_different_masks_per_jax_process(jax_processes):
         first, second = np.split(process["keras_dropout"], 2)
         assert_rate(first, 0.5)
         assert_independent(first, second, 0.5)
-
-
-@pytest.fixture(scope="module")
-def jax_mesh(tmp_path_factory):
-    out = tmp_path_factory.mktemp("jax_mesh") / "mesh.npz"
-    run_processes(
-        [[sys.executable, worker("jax_distributed_worker.py"), "mesh", str(out)]],
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-    )
-    return np.load(out)
 
 
 @pytest.mark.slow
