@@ -160,3 +160,92 @@ def test_section_titles_griffe_would_skip_are_reported():
     assert check("Summary.\n\nArgs:\n    x: int.\n\nExample:\n\n>>> f()") == []
     assert [i for i, _ in check("Summary.\nArgs:\n    x: int.")] == [1]
     assert [i for i, _ in check("Summary.\n\nArgs:\n\n    x: int.")] == [2]
+
+
+def _bench():
+    return _load(ROOT / "benchmarks" / "run.py")
+
+
+def _json(path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+@pytest.mark.skipif(
+    not (ROOT / "benchmarks" / "results.json").exists(),
+    reason="benchmarks/ is not in this tree",
+)
+def test_bench_tables_are_rendered_from_the_saved_rows():
+    run = _bench()
+    bench = ROOT / "benchmarks"
+    results, gpu = _json(bench / "results.json"), _json(bench / "results_gpu.json")
+    assert (bench / "RESULTS.md").read_text() == run.render_file(results, gpu)
+    assert (bench / "RESULTS_gpu.md").read_text() == run.render_file(gpu, None)
+    page = (DOCS / "guides" / "speed.md").read_text()
+    assert run.render_page_block(results, gpu) in page
+    # The page reads on GitHub: no snippet include left to render.
+    assert "--8<--" not in page
+
+
+def test_bench_cells_mark_met_and_missed_targets():
+    run = _bench()
+    assert run.targets("<= 1.05") == dict.fromkeys(run.BACKENDS, 1.05)
+    assert run.targets("<= 0.4 / 1.0 / 1.2") == {
+        "torch": 0.4,
+        "tensorflow": 1.0,
+        "jax": 1.2,
+    }
+    assert run.targets("(one predict per sample)") == {}
+
+    def cell(backend, ratio, target="<= 0.4 / 1.0 / 1.2"):
+        row = {"backend": backend, "ratio": ratio, "target": target}
+        return run.ratio_cell(dict(row, ours_ms=2.0, ref_ms=4.0))
+
+    assert cell("torch", 0.39) == "✓ 0.39 (2.00 / 4.00 ms)"
+    assert cell("torch", 0.5) == "**✗ 0.5** (2.00 / 4.00 ms)"
+    assert cell("jax", 1.15) == "✓ 1.15 (2.00 / 4.00 ms)"
+    assert cell("tensorflow", 1.15) == "**✗ 1.15** (2.00 / 4.00 ms)"
+    assert cell("jax", 3.0, "(no target)") == "3 (2.00 / 4.00 ms)"
+
+
+def test_partial_bench_run_replaces_only_the_rows_it_measured():
+    run = _bench()
+
+    def row(backend, group, ratio):
+        return {"backend": backend, "set": group, "ratio": ratio}
+
+    saved = {
+        "environment": {"date": "old"},
+        "rows": [row("jax", "dropout", 1), row("jax", "recurrent", 2)]
+        + [row("torch", "recurrent", 3)],
+    }
+    merged = run.merge(saved, [row("jax", "recurrent", 9)], {"date": "new"})
+    assert merged["environment"] == {"date": "new"}
+    assert merged["rows"] == [
+        row("jax", "dropout", 1),
+        row("torch", "recurrent", 3),
+        row("jax", "recurrent", 9),
+    ]
+    assert run.merge(None, [row("jax", "dropout", 5)], {})["rows"] == [
+        row("jax", "dropout", 5)
+    ]
+
+
+def test_bench_reads_the_tables_written_before_the_saved_rows():
+    run = _bench()
+    old = (
+        "# Benchmark results\n\n- Machine: x86_64\n- Python 3.11.7, Keras 3.15.1\n"
+        "- Date: 2026-11-26\n\n## Recurrent layers vs Keras, B=64\n\n"
+        "| figure | reference | target | tensorflow | torch | jax |\n"
+        "|---|---|---|---|---|---|\n"
+        "| train | LSTM() | <= 1.0 | n/a | **9.19** (72.40 / 7.88 ms) "
+        "| **0.825** (5.62 / 6.81 ms) |\n\n## On a GPU\n\n| x | y | z | 1 | 2 | 3 |\n"
+    )
+    parsed = run.parse_results_md(old)
+    assert parsed["environment"]["keras"] == "3.15.1"
+    assert [(r["backend"], r["ratio"], r["set"]) for r in parsed["rows"]] == [
+        ("torch", 9.19, "recurrent"),
+        ("jax", 0.825, "recurrent"),
+    ]
+    assert parsed["rows"][0]["ours_ms"] == 72.40
