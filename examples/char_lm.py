@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_reg  # noqa: E402
 from examples._common import (  # noqa: E402
+    deterministic,
     fit_progress,
     markdown_table,
     pyplot,
@@ -355,6 +356,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default="demo_output")
     args = parser.parse_args(argv)
+    deterministic()  # as in `make demo`
     outcome = run(
         args.epochs,
         args.train_chars,

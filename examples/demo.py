@@ -50,7 +50,8 @@ SETTINGS = {
 
 
 def run(settings, output_dir=OUTPUT_DIR, progress=True, samples=30):
-    deterministic()
+    """Runs the three examples; `main` makes the process deterministic
+    first (`examples._common.deterministic`), for the whole process."""
     timings, figures = {}, []
     start = time.perf_counter()
     cnn = cnn_digits.run(settings["cnn_epochs"], progress=progress)
@@ -178,11 +179,35 @@ def _summary(cnn, lm, mc, rows, timings, figures):
     return "\n".join(parts)
 
 
+def short_run():
+    """A few seconds of the demo's uncertainty example (3 epochs, 5 samples,
+    2 ensemble members), deterministic like the demo:
+    `tests/test_demo_figures.py` runs it in a fresh process and compares its
+    figures with `docs/figures/demo_short_record.json`."""
+    deterministic()
+    mc = uncertainty.run(3, samples=5, progress=False, ensemble=2)
+    figures = {
+        f"AUROC clean vs {shift}, {method}": round(value, 4)
+        for method, by_shift in mc["aurocs"].items()
+        for shift, value in by_shift.items()
+    }
+    for method, value in mc["results"][0]["accuracy"].items():
+        figures[f"accuracy on clean digits, {method}"] = round(value, 4)
+    return figures
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--short", action="store_true", help="print short_run()'s figures as JSON"
+    )
     parser.add_argument("--output-dir", default=OUTPUT_DIR)
     args = parser.parse_args(argv)
+    if args.short:
+        print(json.dumps(short_run(), ensure_ascii=False))
+        return None
+    deterministic()
     outcome = run(SETTINGS["quick" if args.quick else "full"], args.output_dir)
     print(f"\n=== keras_reg demo, backend {keras.backend.backend()} ===")
     print(markdown_table(HEADER, outcome["rows"]))
