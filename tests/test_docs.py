@@ -249,3 +249,24 @@ def test_bench_reads_the_tables_written_before_the_saved_rows():
         ("jax", 0.825, "recurrent"),
     ]
     assert parsed["rows"][0]["ours_ms"] == 72.40
+
+
+def test_guides_use_no_syntax_that_only_the_site_renders():
+    # README.md says the guides read on GitHub too: no snippet includes,
+    # no autorefs cross-references, no admonitions (plain Markdown links and
+    # block quotes render in both places).
+    pages = [DOCS / "index.md", DOCS / "known-issues.md"]
+    pages += sorted((DOCS / "guides").glob("*.md"))
+    pages += sorted((DOCS / "migrating").glob("*.md"))
+    site_only = {
+        "snippet include": re.compile(r"^-{1,2}8<-", re.M),
+        "autorefs link": re.compile(r"\]\[[\w.]+\]"),
+        "admonition": re.compile(r"^\s*(!!!|\?\?\?)", re.M),
+    }
+    found = [
+        f"{page.relative_to(DOCS)}: {kind}"
+        for page in pages
+        for kind, pattern in site_only.items()
+        if pattern.search(page.read_text())
+    ]
+    assert not found, found
