@@ -123,6 +123,7 @@ def main():
     environment = _environment(version("keras"))
     for row in rows:
         row["date"] = environment["date"]
+        row["machine"] = environment["machine"]
     results = merge(saved, rows, environment)
     with open(json_path, "w") as f:
         json.dump(results, f, indent=1, ensure_ascii=False)
@@ -147,14 +148,16 @@ def load_results(path):
 def merge(saved, rows, environment):
     """The saved rows with those of this run in their place: a saved row is
     dropped when this run measured its (backend, figure group); the other
-    saved rows stay as they were, in their order."""
+    saved rows stay as they were. The groups keep their saved order; new
+    groups come last."""
+    saved_rows = (saved or {}).get("rows", [])
     ran = {(row["backend"], row["set"]) for row in rows}
-    kept = [
-        row
-        for row in (saved or {}).get("rows", [])
-        if (row["backend"], row["set"]) not in ran
-    ]
-    return {"environment": environment, "rows": kept + rows}
+    kept = [row for row in saved_rows if (row["backend"], row["set"]) not in ran]
+    order = {}
+    for row in saved_rows:
+        order.setdefault(row["group"], len(order))
+    merged = sorted(kept + rows, key=lambda row: order.get(row["group"], len(order)))
+    return {"environment": environment, "rows": merged}
 
 
 def write_outputs(results, output):
@@ -305,14 +308,19 @@ def render_tables(results, level):
     at `level`."""
     env = results["environment"]
     rows = results["rows"]
-    dates = {}
+    dates, machines = {}, {}
     for row in rows:
         date = row.get("date", env["date"])
         dates[date] = dates.get(date, 0) + 1
-    lines = [
-        f"- Machine: {env['machine']}",
-        f"- Python {env['python']}, Keras {env['keras']}",
-    ]
+        machine = row.get("machine", env["machine"])
+        machines[machine] = machines.get(machine, 0) + 1
+    if len(machines) <= 1:
+        lines = [f"- Machine: {next(iter(machines), env['machine'])}"]
+    else:
+        lines = [
+            "- Machines: " + ", ".join(f"{m} ({n} rows)" for m, n in machines.items())
+        ]
+    lines.append(f"- Python {env['python']}, Keras {env['keras']} (the latest run)")
     if env.get("gpu"):
         lines.append(f"- GPU: {env['gpu']}")
     if len(dates) <= 1:
@@ -427,6 +435,7 @@ def parse_results_md(text):
                         "ratio": float(m.group(1)),
                         "backend": backend,
                         "date": env["date"],
+                        "machine": env["machine"],
                     }
                 )
     return {"environment": env, "rows": rows}

@@ -213,19 +213,22 @@ def test_partial_bench_run_replaces_only_the_rows_it_measured():
     run = _bench()
 
     def row(backend, group, ratio):
-        return {"backend": backend, "set": group, "ratio": ratio}
+        return {"backend": backend, "set": group, "group": group, "ratio": ratio}
 
     saved = {
         "environment": {"date": "old"},
-        "rows": [row("jax", "dropout", 1), row("jax", "recurrent", 2)]
-        + [row("torch", "recurrent", 3)],
+        "rows": [row("jax", "recurrent", 2), row("torch", "recurrent", 3)]
+        + [row("jax", "dropout", 1)],
     }
-    merged = run.merge(saved, [row("jax", "recurrent", 9)], {"date": "new"})
+    new_rows = [row("jax", "recurrent", 9), row("jax", "mc", 4)]
+    merged = run.merge(saved, new_rows, {"date": "new"})
     assert merged["environment"] == {"date": "new"}
+    # The jax recurrent row replaced; its group stays first, a new one last.
     assert merged["rows"] == [
-        row("jax", "dropout", 1),
         row("torch", "recurrent", 3),
         row("jax", "recurrent", 9),
+        row("jax", "dropout", 1),
+        row("jax", "mc", 4),
     ]
     assert run.merge(None, [row("jax", "dropout", 5)], {})["rows"] == [
         row("jax", "dropout", 5)
