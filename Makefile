@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # `torch` would pull a multi-GB CUDA build.
 BACKEND_PKGS := tensorflow-cpu torch==2.13.0 jax
 
-.PHONY: install test lint demo bench docs clean
+.PHONY: install test lint demo bench docs docs-serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ $(DOCS_STAMP): pyproject.toml Makefile
 # not parse) fails the build.
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	$(PY) tools/check_site_links.py site
+
+# The site at http://127.0.0.1:8000/, rebuilt on every change (site/ also
+# browses from files: open site/index.html).
+docs-serve: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .test-logs demo_output site

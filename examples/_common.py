@@ -1,7 +1,8 @@
 """What the examples share: training a digits classifier, a progress bar
-over epochs, figures, tables."""
+over epochs, figures, tables, deterministic runs."""
 
 import os
+import sys
 
 import keras
 
@@ -27,6 +28,41 @@ class EpochProgress(keras.callbacks.Callback):
         logs = logs or {}
         values = [(k, logs[k]) for k in ("loss", "val_loss") if k in logs]
         self.bar.update(epoch + 1, values=values)
+
+
+def fit_progress(title, epochs, progress=True):
+    """`(verbose, callbacks)` for `model.fit`: one progress bar per model on a
+    terminal; Keras' one line per epoch (`verbose=2`) when stdout is
+    redirected; nothing without `progress`."""
+    if not progress:
+        return 0, []
+    if sys.stdout.isatty():
+        return 0, [EpochProgress(title, epochs)]
+    print(title, flush=True)
+    return 2, []
+
+
+def deterministic(threads=1):
+    """Makes a run repeat its numbers on one machine: fixed thread counts,
+    and TensorFlow's op determinism or torch's deterministic algorithms.
+    Call it before the first model is built. The figures of the docs come
+    from such runs (`python -m examples.demo`)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # the runtime has started: the counts are set
+            pass
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
+    # JAX on the CPU: XLA's kernels are deterministic for a fixed program.
 
 
 def pyplot():
@@ -63,14 +99,14 @@ def train_classifier(model, data, epochs, learning_rate=2e-3, progress=True):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = [EpochProgress(f"{model.name}:", epochs)] if progress else []
+    verbose, callbacks = fit_progress(f"{model.name}:", epochs, progress)
     history = model.fit(
         x_train,
         y_train,
         validation_data=(x_val, y_val),
         epochs=epochs,
         batch_size=32,
-        verbose=0,
+        verbose=verbose,
         callbacks=callbacks,
     )
     train_loss, train_acc = model.evaluate(x_train, y_train, verbose=0)

@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_reg  # noqa: E402
 from examples._common import (  # noqa: E402
-    EpochProgress,
+    deterministic,
+    fit_progress,
     markdown_table,
     pyplot,
     save_figure,
@@ -132,14 +133,14 @@ def train(kind, data, vocab, epochs, units=UNITS, progress=True, seed=0):
         optimizer=keras.optimizers.Adam(LEARNING_RATE, clipnorm=1.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    callbacks = [EpochProgress(f"{model.name}:", epochs)] if progress else []
+    verbose, callbacks = fit_progress(f"{model.name}:", epochs, progress)
     history = model.fit(
         x_train,
         y_train,
         validation_data=(x_val, y_val),
         epochs=epochs,
         batch_size=BATCH_SIZE,
-        verbose=0,
+        verbose=verbose,
         callbacks=callbacks,
     )
     return {
@@ -305,7 +306,17 @@ def plot(outcome, output_dir):
         (line,) = ax.plot(epochs, val, marker="o", ms=3, label=f"{r['model']} val")
         color = line.get_color()
         ax.plot(epochs, train, "--", color=color, label=f"{r['model']} train")
-        ax.plot(r["best_epoch"], r["best_val_bpc"], "*", ms=13, color=color, mec="k")
+        # Behind the lines (zorder), hollow: the curve stays visible through it.
+        ax.plot(
+            r["best_epoch"],
+            r["best_val_bpc"],
+            "*",
+            ms=14,
+            mfc="none",
+            mec=color,
+            mew=1.5,
+            zorder=1,
+        )
     plain = next((r for r in outcome["results"] if r["kind"] == "lstm"), None)
     if plain is not None and plain["overfit"]:
         ax.axvline(plain["best_epoch"], color="grey", ls=":", lw=1.2)
@@ -320,7 +331,10 @@ def plot(outcome, output_dir):
             bbox={"boxstyle": "round", "fc": "white", "ec": "grey"},
             arrowprops={"arrowstyle": "->", "color": "grey"},
         )
-    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    last = max(len(r["history"]["val_loss"]) for r in outcome["results"])
+    step = max(1, -(-last // 10))  # at most about ten ticks, the last one last
+    ax.set_xticks(sorted({1, *range(step, last + 1, step), last}))
+    ax.set_xlim(0.5, last + 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("bits per character")
     ax.set_title(
@@ -342,6 +356,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default="demo_output")
     args = parser.parse_args(argv)
+    deterministic()  # as in `make demo`
     outcome = run(
         args.epochs,
         args.train_chars,

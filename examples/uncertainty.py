@@ -1,12 +1,23 @@
-"""Monte Carlo dropout uncertainty on scikit-learn's digits.
+"""Monte Carlo dropout uncertainty on scikit-learn's digits, against two
+baselines, on the shifts where it helps and where it does not.
 
-An MLP with `InvertedDropout` and BatchNormalization trains on 1,000
-digits. `keras_reg.inference.mc_predict` then samples 30 dropout masks per
-input (BatchNormalization stays in inference mode) for three sets: held-out
-digits, the same digits rotated by 90 degrees, and uniform noise images. The
-predictive standard deviation of the predicted class should be low on clean
-digits and higher on the inputs the model has never seen the like of; the
-histogram shows it, the AUROC says how well it separates clean from rotated.
+An MLP with `InvertedDropout` and BatchNormalization trains on the digits
+0 to 7 only (1,000 images less the 8s and 9s among them). Three scores
+rank each input as "not a clean digit of a known class":
+
+- softmax: 1 - the largest class probability of the model itself
+  (inference mode, one pass);
+- MC dropout: the predictive standard deviation of the predicted class,
+  over 30 dropout samples of `keras_reg.inference.mc_predict`
+  (BatchNormalization stays in inference mode);
+- deep ensemble: the standard deviation of the predicted class over five
+  copies of the model made with `keras.models.clone_model`, each
+  initialized and trained on its own, predicting in inference mode.
+
+The held-out clean digits 0 to 7 are the negatives; each shift gives the
+positives: the digits 8 and 9 (classes the model never saw), uniform noise
+images, and the clean digits rotated by 90 degrees. The AUROC says how well
+a score separates them (0.5: not at all, 1: perfectly).
 
     python examples/uncertainty.py --epochs 40 --samples 50
 """
@@ -24,14 +35,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_reg  # noqa: E402
 from examples._common import (  # noqa: E402
-    EpochProgress,
+    deterministic,
+    fit_progress,
     markdown_table,
     pyplot,
     save_figure,
 )
 
+KNOWN_CLASSES = 8  # the model learns the digits 0 to 7
+ENSEMBLE = 5
+METHODS = ("softmax", "MC dropout", "deep ensemble")
+SHIFTS = ("digits 8, 9 (unseen classes)", "noise", "rotated 90°")
+
 
 def load_sets(train_size=1000, seed=0):
+    """The training digits 0-7, and the held-out inputs by set: clean 0-7
+    and the three shifts."""
     digits = load_digits()
     images = (digits.images / 16.0).astype("float32")
     x_train, x_test, y_train, y_test = train_test_split(
@@ -41,14 +60,23 @@ def load_sets(train_size=1000, seed=0):
         random_state=seed,
         stratify=digits.target,
     )
+    known_train = y_train < KNOWN_CLASSES
+    known_test = y_test < KNOWN_CLASSES
+    clean = x_test[known_test]
     rng = np.random.default_rng(seed)
     sets = {
-        "clean": x_test,
-        "rotated 90°": np.rot90(x_test, k=1, axes=(1, 2)),
-        "noise": rng.uniform(0, 1, size=x_test.shape).astype("float32"),
+        "clean": clean,
+        SHIFTS[0]: x_test[~known_test],
+        SHIFTS[1]: rng.uniform(0, 1, size=clean.shape).astype("float32"),
+        SHIFTS[2]: np.rot90(clean, k=1, axes=(1, 2)),
     }
     flat = {name: x.reshape(len(x), 64) for name, x in sets.items()}
-    return x_train.reshape(-1, 64), y_train, flat, y_test
+    return (
+        x_train[known_train].reshape(-1, 64),
+        y_train[known_train],
+        flat,
+        y_test[known_test],
+    )
 
 
 def build_model(rate=0.3, seed=0):
@@ -59,7 +87,7 @@ def build_model(rate=0.3, seed=0):
         x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.ReLU()(x)
         x = keras_reg.layers.InvertedDropout(rate, seed=seed + i)(x)
-    outputs = keras.layers.Dense(10, activation="softmax", name="digit")(x)
+    outputs = keras.layers.Dense(KNOWN_CLASSES, activation="softmax", name="digit")(x)
     return keras.Model(inputs, outputs, name="mlp_mc_dropout")
 
 
@@ -76,76 +104,151 @@ def auroc(negative, positive):
     return (ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2) / (n_neg * n_pos)
 
 
-def run(epochs=40, samples=30, progress=True):
-    x_train, y_train, sets, y_test = load_sets()
-    keras.utils.set_random_seed(0)
-    model = build_model()
+def roc_curve(negative, positive):
+    """False and true positive rates at every threshold, from (0, 0) to
+    (1, 1)."""
+    thresholds = np.unique(np.concatenate([negative, positive]))[::-1]
+    fpr = [0.0] + [float((negative >= t).mean()) for t in thresholds]
+    tpr = [0.0] + [float((positive >= t).mean()) for t in thresholds]
+    return np.array(fpr), np.array(tpr)
+
+
+def _fit(model, x, y, epochs, progress):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = [EpochProgress(f"{model.name}:", epochs)] if progress else []
-    model.fit(
-        x_train, y_train, epochs=epochs, batch_size=64, verbose=0, callbacks=callbacks
-    )
-    stds, results = {}, []
+    verbose, callbacks = fit_progress(f"{model.name}:", epochs, progress)
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=verbose, callbacks=callbacks)
+
+
+def _predicted_class_std(samples):
+    """(samples, n, classes) -> the std over samples of the class with the
+    highest mean probability, and that mean's argmax."""
+    mean = samples.mean(0)
+    predicted = mean.argmax(-1)
+    rows = np.arange(mean.shape[0])
+    return samples[:, rows, predicted].std(0), predicted
+
+
+def run(epochs=40, samples=30, progress=True, ensemble=ENSEMBLE):
+    x_train, y_train, sets, y_clean = load_sets()
+    keras.utils.set_random_seed(0)
+    model = build_model()
+    _fit(model, x_train, y_train, epochs, progress)
+    members = []
+    for i in range(ensemble):
+        # A fresh copy: new initial weights, its own dropout masks.
+        member = keras.models.clone_model(model)
+        member.name = f"ensemble_member_{i}"
+        _fit(member, x_train, y_train, epochs, progress)
+        members.append(member)
+
+    scores = {method: {} for method in METHODS}
+    results = []
     for name, x in sets.items():
+        probs = np.asarray(model.predict(x, verbose=0))
+        scores["softmax"][name] = 1.0 - probs.max(-1)
         mean, std = keras_reg.inference.mc_predict(model, x, samples=samples, seed=0)
-        predicted = mean.argmax(-1)
-        stds[name] = std[np.arange(len(x)), predicted]
+        mc_predicted = mean.argmax(-1)
+        scores["MC dropout"][name] = std[np.arange(len(x)), mc_predicted]
+        stacked = np.stack([np.asarray(m.predict(x, verbose=0)) for m in members])
+        scores["deep ensemble"][name], ens_predicted = _predicted_class_std(stacked)
+        accuracy = {}
+        if name == "clean":
+            accuracy = {
+                "softmax": float((probs.argmax(-1) == y_clean).mean()),
+                "MC dropout": float((mc_predicted == y_clean).mean()),
+                "deep ensemble": float((ens_predicted == y_clean).mean()),
+            }
         results.append(
             {
                 "set": name,
-                "mean_std": float(stds[name].mean()),
-                "mean_confidence": float(mean.max(-1).mean()),
-                "accuracy": float((predicted == y_test).mean())
-                if name == "clean"
-                else None,
+                "n": len(x),
+                "mean_confidence": float(probs.max(-1).mean()),
+                "mean_mc_std": float(scores["MC dropout"][name].mean()),
+                "accuracy": accuracy,
             }
         )
-    for r in results:
-        r["auroc"] = (
-            None if r["set"] == "clean" else float(auroc(stds["clean"], stds[r["set"]]))
-        )
-    return {"results": results, "stds": stds, "samples": samples}
+    aurocs = {
+        method: {
+            shift: float(auroc(scores[method]["clean"], scores[method][shift]))
+            for shift in SHIFTS
+        }
+        for method in METHODS
+    }
+    return {
+        "results": results,
+        "scores": scores,
+        "aurocs": aurocs,
+        "samples": samples,
+        "ensemble": ensemble,
+    }
 
 
 def format_table(outcome):
-    return markdown_table(
-        [
-            "inputs",
-            "mean predictive std",
-            "mean confidence",
-            "accuracy",
-            "AUROC vs clean",
-        ],
-        [
+    """One row per set: its size, the model's mean confidence, the mean MC
+    predictive std, and per method the AUROC against the clean digits."""
+    rows = []
+    for r in outcome["results"]:
+        shift = r["set"]
+        rows.append(
             [
-                r["set"],
-                f"{r['mean_std']:.3f}",
+                shift,
+                str(r["n"]),
                 f"{r['mean_confidence']:.3f}",
-                "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
-                "-" if r["auroc"] is None else f"{r['auroc']:.3f}",
+                f"{r['mean_mc_std']:.3f}",
+                *(
+                    "-"
+                    if shift == "clean"
+                    else f"{outcome['aurocs'][method][shift]:.3f}"
+                    for method in METHODS
+                ),
             ]
-            for r in outcome["results"]
-        ],
+        )
+    header = ["inputs", "n", "mean confidence", "mean MC std"]
+    header += [f"AUROC, {method}" for method in METHODS]
+    accuracy = outcome["results"][0]["accuracy"]
+    note = "Accuracy on the clean digits 0-7: " + ", ".join(
+        f"{method} {accuracy[method]:.3f}" for method in METHODS
     )
+    return markdown_table(header, rows) + "\n\n" + note + "."
+
+
+COLORS = {"softmax": "tab:grey", "MC dropout": "tab:blue", "deep ensemble": "tab:red"}
 
 
 def plot(outcome, output_dir):
+    """One panel per shift: each score's ROC curve for telling the shifted
+    inputs from the clean digits, the AUROC in the legend."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(0, max(s.max() for s in outcome["stds"].values()) + 1e-6, 30)
-    for name, std in outcome["stds"].items():
-        ax.hist(std, bins=bins, alpha=0.55, label=f"{name} (n={len(std)})")
-    ax.set_xlabel("predictive std of the predicted class (MC dropout)")
-    ax.set_ylabel("number of inputs")
-    ax.set_title(
-        f"MC dropout, {outcome['samples']} samples ({keras.backend.backend()})"
+    fig, axes = plt.subplots(1, len(SHIFTS), figsize=(13, 4.4), sharey=True)
+    scores = outcome["scores"]
+    for ax, shift in zip(axes, SHIFTS, strict=True):
+        for method in METHODS:
+            fpr, tpr = roc_curve(scores[method]["clean"], scores[method][shift])
+            ax.plot(
+                fpr,
+                tpr,
+                color=COLORS[method],
+                lw=2,
+                label=f"{method}: AUROC {outcome['aurocs'][method][shift]:.3f}",
+            )
+        ax.plot([0, 1], [0, 1], ":", color="black", lw=1, label="chance: 0.5")
+        ax.set_title(f"clean 0-7 vs {shift}", fontsize=10)
+        ax.set_xlabel("clean digits flagged (false positive rate)")
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("shifted inputs flagged (true positive rate)")
+    fig.suptitle(
+        f"Which inputs a score flags: 1 - softmax confidence, MC dropout std "
+        f"({outcome['samples']} samples), std over a {outcome['ensemble']}-model "
+        f"deep ensemble ({keras.backend.backend()})",
+        fontsize=10,
     )
-    ax.legend()
-    return save_figure(fig, "uncertainty_hist.png", output_dir)
+    return save_figure(fig, "uncertainty_roc.png", output_dir)
 
 
 def main(argv=None):
@@ -154,6 +257,7 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--output-dir", default="demo_output")
     args = parser.parse_args(argv)
+    deterministic()  # as in `make demo`
     outcome = run(args.epochs, args.samples)
     print(f"\nbackend: {keras.backend.backend()}")
     print(format_table(outcome))

@@ -21,10 +21,14 @@ kept when its 24 random bits are `>= threshold`, with
 Integer comparisons are exact on every backend, and because the thresholds
 are a variable, changing a rate never retraces a compiled function.
 
-Under a strategy that runs one step per device (TensorFlow's
-`MirroredStrategy`), every replica holds the same state, so the replica's
-index is mixed into the seed of each draw: replicas drop different units,
-and replica 0 draws exactly what a single device would.
+Under a strategy that runs one step per replica (TensorFlow's
+`MirroredStrategy` and `MultiWorkerMirroredStrategy`, `torch.distributed`
+with DDP or FSDP), every replica holds the same state, so the replica's
+index (or `keras_reg.config.data_parallel_rank()`) is mixed into the seed
+of each draw, at draw time: replicas drop different units, replica 0 draws
+exactly what a single device would, and a checkpoint written by any rank
+resumes every rank's stream. JAX's `keras.distribution` runs one program
+over the global batch, where element positions are already global.
 """
 
 import random as python_random
@@ -63,6 +67,17 @@ def new_seed():
 def _as_int32(value):
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def replica_index():
+    """The data-parallel index mixed into every draw, read at draw time.
+
+    `keras_reg.config.data_parallel_rank()` where one is set; otherwise the
+    engine's (`_kernels.replica_id()`: a `tf.distribute` replica, the
+    global rank of a `torch.distributed` process group), or None.
+    """
+    rank = config.data_parallel_rank()
+    return rank if rank is not None else _kernels.replica_id()
 
 
 class RandomState(keras.random.SeedGenerator):
@@ -105,9 +120,10 @@ class RandomState(keras.random.SeedGenerator):
         # A copy: on torch, `assign` writes into the storage a slice views.
         position = ops.copy(self.state.value[:2])
         self.state.assign(ops.add(self.state.value, self._step))
-        replica = _kernels.replica_id()
+        replica = replica_index()
         if replica is not None:
             # `_mix(0) == 0`: replica 0 keeps the single-device stream.
+            replica = ops.convert_to_tensor(replica, dtype="int32")
             offset = _mix(ops.multiply(replica, _REPLICA_SALT))
             position = ops.stack([ops.bitwise_xor(position[0], offset), position[1]])
         return position

@@ -7,11 +7,16 @@ gives bit-identical masks on TensorFlow, PyTorch and JAX, eager or compiled.
 `"native"`: masks come from `keras.random`, each backend its own stream.
 
 The environment variable `KERAS_REG_RNG` sets the mode at import.
+
+`set_data_parallel_rank` names this process's data-parallel rank where a
+process group also holds model-parallel ranks (None, the default: the
+engine's own rank or replica index).
 """
 
+import numbers
 import os
 
-__all__ = ["rng", "set_rng"]
+__all__ = ["data_parallel_rank", "rng", "set_data_parallel_rank", "set_rng"]
 
 _MODES = ("portable", "native")
 
@@ -54,3 +59,84 @@ def set_rng(mode):
 def rng():
     """Returns the random-number mode in force: `"portable"` or `"native"`."""
     return _mode
+
+
+_data_parallel_rank = None
+
+
+def _check_rank(rank, source="rank"):
+    if rank is None or callable(rank):
+        return rank
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
+        raise TypeError(
+            f"Invalid type for argument `{source}`. Expected None, a "
+            f"non-negative int or a callable that returns one. Received: "
+            f"{source}={rank!r} of type {type(rank).__name__}"
+        )
+    if rank < 0:
+        raise ValueError(
+            f"Invalid value received for argument `{source}`. Expected a "
+            f"non-negative int. Received: {source}={rank!r}"
+        )
+    return int(rank)
+
+
+def set_data_parallel_rank(rank):
+    """Names the data-parallel rank that keras_reg mixes into every draw.
+
+    Under data parallelism every replica must drop different units, so
+    keras_reg mixes a rank into the seed of every draw, at draw time (the
+    saved random streams stay the same on every rank). By default
+    (`rank=None`) the rank is the engine's own: the global rank of an
+    initialized `torch.distributed` process group, or the replica index of
+    a `tf.distribute` strategy; JAX's `keras.distribution` runs one
+    program over the global batch and needs none. Rank 0 draws exactly
+    the single-device stream.
+
+    Where a process group also holds model-parallel ranks (tensor or
+    pipeline parallelism), the global rank is the wrong one: the
+    tensor-parallel shards of a replicated activation must drop the *same*
+    units, and only data-parallel groups must differ. Name the
+    data-parallel rank here, and those shards share their masks. The
+    setting replaces the automatic rank on every backend, so set it only
+    where one process runs one replica.
+
+    Args:
+        rank: None (automatic), a non-negative int, or a callable with no
+            arguments that returns a non-negative int, called at every draw
+            (e.g. `lambda: torch.distributed.get_rank(dp_group)`). A bool
+            or another type raises `TypeError`, a negative int
+            `ValueError`, and the setting is left unchanged. A callable
+            is only checked when it is called.
+
+    Example:
+
+    >>> import keras_reg
+    >>> # 4 processes: 2 data-parallel groups of 2 tensor-parallel shards,
+    >>> # global rank = dp_rank * 2 + tp_rank; this is global rank 3.
+    >>> keras_reg.config.set_data_parallel_rank(3 // 2)
+    >>> keras_reg.config.data_parallel_rank()
+    1
+    >>> keras_reg.config.set_data_parallel_rank(None)  # automatic again
+    """
+    global _data_parallel_rank
+    _data_parallel_rank = _check_rank(rank)
+
+
+def data_parallel_rank():
+    """Returns the data-parallel rank set by `set_data_parallel_rank`.
+
+    None when the rank is automatic. A callable that was set is called, and
+    what it returns is checked (`TypeError` or `ValueError` naming `rank`).
+    """
+    rank = _data_parallel_rank
+    if callable(rank):
+        rank = rank()
+        if rank is None:
+            raise TypeError(
+                "Invalid value returned by the callable set with "
+                "`set_data_parallel_rank`. Expected a non-negative int. "
+                "Received: rank=None"
+            )
+        rank = _check_rank(rank)
+    return rank

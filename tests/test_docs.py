@@ -163,3 +163,116 @@ def test_section_titles_griffe_would_skip_are_reported():
     assert check("Summary.\n\nArgs:\n    x: int.\n\nExample:\n\n>>> f()") == []
     assert [i for i, _ in check("Summary.\nArgs:\n    x: int.")] == [1]
     assert [i for i, _ in check("Summary.\n\nArgs:\n\n    x: int.")] == [2]
+
+
+def _bench():
+    return _load(ROOT / "benchmarks" / "run.py")
+
+
+def _json(path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+@pytest.mark.skipif(
+    not (ROOT / "benchmarks" / "results.json").exists(),
+    reason="benchmarks/ is not in this tree",
+)
+def test_bench_tables_are_rendered_from_the_saved_rows():
+    run = _bench()
+    bench = ROOT / "benchmarks"
+    results, gpu = _json(bench / "results.json"), _json(bench / "results_gpu.json")
+    assert (bench / "RESULTS.md").read_text() == run.render_file(results, gpu)
+    assert (bench / "RESULTS_gpu.md").read_text() == run.render_file(gpu, None)
+    page = (DOCS / "guides" / "speed.md").read_text()
+    assert run.render_page_block(results, gpu) in page
+    # The page reads on GitHub: no snippet include left to render.
+    assert "--8<--" not in page
+
+
+def test_bench_cells_mark_met_and_missed_targets():
+    run = _bench()
+    assert run.targets("<= 1.05") == dict.fromkeys(run.BACKENDS, 1.05)
+    assert run.targets("<= 0.4 / 1.0 / 1.2") == {
+        "torch": 0.4,
+        "tensorflow": 1.0,
+        "jax": 1.2,
+    }
+    assert run.targets("(one predict per sample)") == {}
+
+    def cell(backend, ratio, target="<= 0.4 / 1.0 / 1.2"):
+        row = {"backend": backend, "ratio": ratio, "target": target}
+        return run.ratio_cell(dict(row, ours_ms=2.0, ref_ms=4.0))
+
+    assert cell("torch", 0.39) == "✓ 0.39 (2.00 / 4.00 ms)"
+    assert cell("torch", 0.5) == "**✗ 0.5** (2.00 / 4.00 ms)"
+    assert cell("jax", 1.15) == "✓ 1.15 (2.00 / 4.00 ms)"
+    assert cell("tensorflow", 1.15) == "**✗ 1.15** (2.00 / 4.00 ms)"
+    assert cell("jax", 3.0, "(no target)") == "3 (2.00 / 4.00 ms)"
+
+
+def test_partial_bench_run_replaces_only_the_rows_it_measured():
+    run = _bench()
+
+    def row(backend, group, ratio):
+        return {"backend": backend, "set": group, "group": group, "ratio": ratio}
+
+    saved = {
+        "environment": {"date": "old"},
+        "rows": [row("jax", "recurrent", 2), row("torch", "recurrent", 3)]
+        + [row("jax", "dropout", 1)],
+    }
+    new_rows = [row("jax", "recurrent", 9), row("jax", "mc", 4)]
+    merged = run.merge(saved, new_rows, {"date": "new"})
+    assert merged["environment"] == {"date": "new"}
+    # The jax recurrent row replaced; its group stays first, a new one last.
+    assert merged["rows"] == [
+        row("torch", "recurrent", 3),
+        row("jax", "recurrent", 9),
+        row("jax", "dropout", 1),
+        row("jax", "mc", 4),
+    ]
+    assert run.merge(None, [row("jax", "dropout", 5)], {})["rows"] == [
+        row("jax", "dropout", 5)
+    ]
+
+
+def test_bench_reads_the_tables_written_before_the_saved_rows():
+    run = _bench()
+    old = (
+        "# Benchmark results\n\n- Machine: x86_64\n- Python 3.11.7, Keras 3.15.1\n"
+        "- Date: 2026-11-26\n\n## Recurrent layers vs Keras, B=64\n\n"
+        "| figure | reference | target | tensorflow | torch | jax |\n"
+        "|---|---|---|---|---|---|\n"
+        "| train | LSTM() | <= 1.0 | n/a | **9.19** (72.40 / 7.88 ms) "
+        "| **0.825** (5.62 / 6.81 ms) |\n\n## On a GPU\n\n| x | y | z | 1 | 2 | 3 |\n"
+    )
+    parsed = run.parse_results_md(old)
+    assert parsed["environment"]["keras"] == "3.15.1"
+    assert [(r["backend"], r["ratio"], r["set"]) for r in parsed["rows"]] == [
+        ("torch", 9.19, "recurrent"),
+        ("jax", 0.825, "recurrent"),
+    ]
+    assert parsed["rows"][0]["ours_ms"] == 72.40
+
+
+def test_guides_use_no_syntax_that_only_the_site_renders():
+    # README.md says the guides read on GitHub too: no snippet includes,
+    # no autorefs cross-references, no admonitions (plain Markdown links and
+    # block quotes render in both places).
+    pages = [DOCS / "index.md", DOCS / "known-issues.md"]
+    pages += sorted((DOCS / "guides").glob("*.md"))
+    pages += sorted((DOCS / "migrating").glob("*.md"))
+    site_only = {
+        "snippet include": re.compile(r"^-{1,2}8<-", re.M),
+        "autorefs link": re.compile(r"\]\[[\w.]+\]"),
+        "admonition": re.compile(r"^\s*(!!!|\?\?\?)", re.M),
+    }
+    found = [
+        f"{page.relative_to(DOCS)}: {kind}"
+        for page in pages
+        for kind, pattern in site_only.items()
+        if pattern.search(page.read_text())
+    ]
+    assert not found, found

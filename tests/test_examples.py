@@ -1,6 +1,7 @@
 """The examples run (tiny settings), so they cannot rot: the small ones on
 every backend, the whole demo once."""
 
+import json
 import math
 
 import keras
@@ -171,6 +172,37 @@ def test_char_lm_verdicts_say_whether_the_regularizer_helped_either_way():
     assert not any("helps here" in line for line in hurt)
 
 
+def test_roc_curve_ends_at_the_corners_and_its_area_is_the_auroc():
+    rng = np.random.default_rng(1)
+    neg = rng.normal(size=50).round(1)
+    pos = rng.normal(1.0, size=40).round(1)
+    fpr, tpr = uncertainty.roc_curve(neg, pos)
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    area = np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)  # trapezoids: ties
+    assert np.isclose(area, uncertainty.auroc(neg, pos))
+
+
+def test_uncertainty_sets_hold_out_two_digit_classes():
+    x_train, y_train, sets, y_clean = uncertainty.load_sets()
+    assert set(np.unique(y_train)) == set(range(uncertainty.KNOWN_CLASSES))
+    assert set(np.unique(y_clean)) == set(range(uncertainty.KNOWN_CLASSES))
+    assert list(sets) == ["clean", *uncertainty.SHIFTS]
+    assert len(sets["clean"]) == len(y_clean) and x_train.shape[1] == 64
+    unseen = sets[uncertainty.SHIFTS[0]]
+    assert 100 < len(unseen) < 250  # the 8s and 9s of the held-out digits
+    assert uncertainty.build_model().output_shape == (None, 8)
+
+
+def test_progress_is_one_line_per_epoch_when_stdout_is_not_a_terminal(capsys):
+    from examples._common import fit_progress
+
+    # pytest captures stdout: not a terminal.
+    assert fit_progress("m:", 3) == (2, [])
+    assert capsys.readouterr().out == "m:\n"
+    assert fit_progress("m:", 3, progress=False) == (0, [])
+
+
 def test_auroc_matches_the_pairwise_definition():
     rng = np.random.default_rng(0)
     neg = rng.normal(size=40).round(1)
@@ -192,8 +224,9 @@ def test_demo_runs_every_example_and_writes_its_outputs(tmp_path):
     assert names == [
         "char_lm_bpc.png",
         "cnn_digits_curves.png",
+        "summary.json",
         "summary.md",
-        "uncertainty_hist.png",
+        "uncertainty_roc.png",
     ]
     for png in tmp_path.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -207,4 +240,11 @@ def test_demo_runs_every_example_and_writes_its_outputs(tmp_path):
     verdicts = outcome["lm_verdicts"]
     assert any("char_variational" in line and "plain LSTM" in line for line in verdicts)
     assert "char_lstm" in summary and "best val bits/char" in summary
+    assert "| example | metric | value |" in summary
+    record = json.loads((tmp_path / "summary.json").read_text())
+    assert record["backend"] == keras.backend.backend()
+    assert record["settings"] == dict(demo.SETTINGS["quick"], mc_samples=3)
+    assert {f"{e}: {m}": v for e, m, v in outcome["rows"]} == record["metrics"]
+    aurocs = [row for row in outcome["rows"] if "AUROC" in row[1]]
+    assert len(aurocs) == len(uncertainty.SHIFTS) * len(uncertainty.METHODS)
     assert all(np.isfinite(t) for t in outcome["timings"].values())

@@ -7,10 +7,13 @@ reference gives. A kernel may return None to hand a case back to the
 reference.
 
 `replica_id()` is the other hook: under a strategy that runs one copy of
-the step per device (TensorFlow's `MirroredStrategy`), the replica's index,
-which `keras_reg._random` mixes into every draw so replicas drop different
+the step per replica (TensorFlow's `MirroredStrategy` and
+`MultiWorkerMirroredStrategy`; `torch.distributed`, whose rank lives in
+`_torch_distributed.py`), the replica's global index, which
+`keras_reg._random` mixes into every draw so replicas drop different
 units. JAX's `keras.distribution` runs one program over the global batch,
-so its masks already differ across devices and it needs no hook.
+in one process or several, so its masks already differ across devices and
+it needs no hook.
 """
 
 import importlib
@@ -18,7 +21,10 @@ import importlib
 import keras
 
 _MODULES = {"torch": "_torch", "tensorflow": "_tensorflow", "jax": "_jax"}
+# Modules with a `replica_id` of their own, apart from the kernels.
+_REPLICA_MODULES = {"torch": "_torch_distributed"}
 _cache = {}
+_replica_cache = {}
 _gpu = {}
 
 
@@ -39,12 +45,19 @@ def position_bits():
 
 
 def replica_id():
-    """This replica's index (a scalar int) under a multi-replica strategy.
+    """This replica's global index (a scalar int) under a multi-replica
+    strategy or an initialized `torch.distributed` process group.
 
     None outside one, with one replica, or on a backend without the concept.
     """
-    module = _module()
-    hook = getattr(module, "replica_id", None) if module else None
+    backend = keras.backend.backend()
+    if backend not in _replica_cache:
+        name = _REPLICA_MODULES.get(backend)
+        module = (
+            importlib.import_module(f"keras_reg._kernels.{name}") if name else _module()
+        )
+        _replica_cache[backend] = getattr(module, "replica_id", None)
+    hook = _replica_cache[backend]
     return hook() if hook else None
 
 

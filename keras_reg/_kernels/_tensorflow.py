@@ -8,7 +8,9 @@ element index is built eagerly and hashed by one XLA-compiled function
 there when the step is jit-compiled.
 
 `replica_id` reports the replica of a `tf.distribute` strategy that runs
-one step per device, so that each replica draws its own masks.
+one step per device, so that each replica draws its own masks. Under
+`MultiWorkerMirroredStrategy`, `replica_id_in_sync_group` is global across
+workers (tested), so every worker's replicas differ too.
 
 `fused_recurrence` runs a sequence layer's call in cuDNN on a GPU, as
 Keras' `LSTM` and `GRU` do (`keras_reg._kernels._keras_fused`).
