@@ -22,7 +22,7 @@ import time
 
 import keras
 
-from examples import char_lm, cnn_digits, uncertainty
+from examples import backend_check, char_lm, cnn_digits, uncertainty
 from examples._common import OUTPUT_DIR, deterministic, markdown_table
 
 HEADER = ["example", "metric", "value"]
@@ -208,7 +208,10 @@ def main(argv=None):
         print(json.dumps(short_run(), ensure_ascii=False))
         return None
     deterministic()
-    outcome = run(SETTINGS["quick" if args.quick else "full"], args.output_dir)
+    settings = SETTINGS["quick" if args.quick else "full"]
+    outcome = run(settings, args.output_dir)
+    # The backend-switch check of the character model, into summary.md.
+    backend_check.append_to_summary(outcome["summary"], settings["lm_units"])
     print(f"\n=== keras_reg demo, backend {keras.backend.backend()} ===")
     print(markdown_table(HEADER, outcome["rows"]))
     print("", *outcome["lm_verdicts"], sep="\n")

@@ -21,6 +21,11 @@ not as silently wrong masks.
   `GRU` calls for its fused (cuDNN) path, `keras.src.backend.<backend>.rnn.
   lstm` or `.gru`. It raises `NotImplementedError` where it cannot run
   (no GPU, an unsupported argument).
+- `call_inputs(layer)`: the symbolic tensors a layer was called on in the
+  enclosing functional model (`keras_reg.testing` reads a nested model's
+  layers through them). `layer.input` of a nested model is its own `Input`,
+  not what the outer model feeds it; Keras keeps the call in its private
+  `_inbound_nodes`.
 """
 
 import keras
@@ -63,3 +68,11 @@ def tracked_layers(layer):
     if flatten is None:
         return []
     return list(flatten(include_self=False, recursive=False))
+
+
+def call_inputs(layer):
+    """The input tensors of `layer`'s last call on symbolic tensors, or None."""
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if not nodes:
+        return None
+    return list(nodes[-1].input_tensors)

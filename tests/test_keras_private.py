@@ -94,3 +94,16 @@ def test_backend_rnn_kernels_take_the_arguments_keras_lstm_passes():
             "unroll",
         }
         assert expected | extra <= names, (kind, names)
+
+
+def test_call_inputs_are_what_the_outer_model_feeds_a_nested_model():
+    inner_input = keras.Input((4,))
+    inner = keras.Model(inner_input, keras.layers.Dense(3)(inner_input))
+    outer_input = keras.Input((4,))
+    hidden = keras.layers.Dense(4)(outer_input)
+    keras.Model(outer_input, inner(hidden))
+    # `inner.input` is its own Input; the call's inputs are the outer tensor.
+    assert inner.input is inner_input
+    (fed,) = _keras_private.call_inputs(inner)
+    assert fed is hidden
+    assert _keras_private.call_inputs(keras.layers.Dense(2)) is None

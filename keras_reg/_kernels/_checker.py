@@ -1,0 +1,94 @@
+"""What `keras_reg.testing`'s worker needs from the backend it runs on.
+
+The worker runs in a subprocess with one backend:
+- `call(model, inputs, training)`: one call of the model from its current
+  state. On JAX, one `jax.jit` of `stateless_call`: an eager JAX call traces
+  and compiles every recurrent layer's scan anew, 5 to 10 times slower here.
+- `gradients(model, inputs, loss_fn)` calls the model once with
+  `training=True` from its current state, takes `loss_fn(outputs)` and
+  returns `(loss, [gradient of every trainable variable])` as NumPy arrays.
+Each backend's own autodiff does the work; the backend is imported lazily.
+Neither writes the model's variables (the random streams do not advance).
+"""
+
+import keras
+import numpy as np
+
+
+def _numpy(x):
+    x = keras.ops.convert_to_tensor(x)
+    if keras.backend.is_float_dtype(x.dtype):
+        x = keras.ops.cast(x, "float32")
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def _tensorflow(model, inputs, loss_fn):
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = loss_fn(model(inputs, training=True))
+    grads = tape.gradient(loss, variables)
+    return loss, grads
+
+
+def _torch(model, inputs, loss_fn):
+    import torch
+
+    variables = model.trainable_variables
+    for variable in variables:
+        variable.value.grad = None
+    with torch.enable_grad():
+        loss = loss_fn(model(inputs, training=True))
+        loss.backward()
+    grads = [variable.value.grad for variable in variables]
+    return loss.detach(), grads
+
+
+def _jax(model, inputs, loss_fn):
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def compute(values, non_trainable, inputs):
+        outputs, _ = model.stateless_call(values, non_trainable, inputs, training=True)
+        return loss_fn(outputs)
+
+    return jax.jit(jax.value_and_grad(compute))(trainable, non_trainable, inputs)
+
+
+def call(model, inputs, training):
+    """The outputs of one call of `model` from its current state."""
+    if keras.backend.backend() != "jax":
+        return model(inputs, training=training)
+    import jax
+
+    def compute(trainable, non_trainable, inputs):
+        return model.stateless_call(
+            trainable, non_trainable, inputs, training=training
+        )[0]
+
+    return jax.jit(compute)(
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        inputs,
+    )
+
+
+_BACKENDS = {"tensorflow": _tensorflow, "torch": _torch, "jax": _jax}
+
+
+def gradients(model, inputs, loss_fn):
+    """`(loss, gradients)` of one training-mode call, as NumPy arrays.
+
+    A variable the loss does not depend on gets a zero gradient.
+    """
+    loss, grads = _BACKENDS[keras.backend.backend()](model, inputs, loss_fn)
+    values = []
+    for variable, grad in zip(model.trainable_variables, grads, strict=True):
+        if grad is None:
+            values.append(np.zeros(variable.shape, "float32"))
+        else:
+            values.append(_numpy(grad))
+    return _numpy(loss), values
