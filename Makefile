@@ -37,7 +37,7 @@ OLDEST_STAMP := $(OLDEST_VENV)/.installed
 $(OLDEST_STAMP): pyproject.toml Makefile
 	test -x $(OLDEST_PY) || $(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_PY) -m pip install --quiet --upgrade pip
-	$(OLDEST_PY) -m pip install --quiet -e ".[test]" "$$($(PYTHON) tools/oldest_keras.py)" torch==2.13.0
+	$(OLDEST_PY) -m pip install --quiet -e ".[dev]" "$$($(PYTHON) tools/oldest_keras.py)" torch==2.13.0
 	touch $(OLDEST_STAMP)
 
 test-oldest: $(OLDEST_STAMP)

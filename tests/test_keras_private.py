@@ -11,6 +11,7 @@ import re
 
 import keras
 import numpy as np
+import pytest
 
 import keras_reg
 from keras_reg import _keras_private, _random
@@ -84,6 +85,12 @@ def test_backend_rnn_kernels_take_the_arguments_keras_lstm_passes():
     for kind, extra in (("lstm", {"initial_state_h"}), ("gru", {"reset_after"})):
         kernel = _keras_private.backend_rnn_kernel(kind)
         names = set(inspect.signature(kernel).parameters)
+        if names == {"args", "kwargs"}:
+            # A stub that cannot run, which the caller takes as a refusal:
+            # torch's `lstm` and `gru` in Keras 3.8, its `gru` in 3.12.
+            with pytest.raises(NotImplementedError):
+                kernel(np.ones((1, 2, 3), "float32"))
+            continue
         expected = {
             "inputs",
             "mask",

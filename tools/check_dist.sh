@@ -16,6 +16,8 @@ BASE_PYTHON=${BASE_PYTHON:-python3}
 BACKENDS=${BACKENDS:-"jax tensorflow torch"}
 BACKEND_PKGS=${BACKEND_PKGS:-"tensorflow-cpu torch==2.13.0 jax"}
 start=$(date +%s)
+# Seconds since the start, for the log: the install is most of the time.
+elapsed() { echo "$(($(date +%s) - start))s"; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/keras_reg-dist.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -26,6 +28,7 @@ echo "=== build (sdist, then the wheel from it) ==="
 }
 ls "$work/dist"
 "$PY" -m twine check --strict "$work"/dist/*
+echo "built and checked at $(elapsed)"
 
 echo "=== install the wheel into a fresh venv in $work ==="
 "$BASE_PYTHON" -m venv "$work/venv"
@@ -33,10 +36,12 @@ echo "=== install the wheel into a fresh venv in $work ==="
 # shellcheck disable=SC2086  # BACKEND_PKGS is a list of requirements
 "$work/venv/bin/python" -m pip install --quiet "$work"/dist/*.whl $BACKEND_PKGS
 
+echo "installed at $(elapsed)"
+
 # Away from the clone: nothing of it is on the path there.
 cp tools/dist_smoke.py "$work/"
 cd "$work"
 for backend in $BACKENDS; do
-  KERAS_BACKEND=$backend "$work/venv/bin/python" dist_smoke.py
+  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=2 "$work/venv/bin/python" dist_smoke.py
 done
-echo "check-dist: ok ($(($(date +%s) - start))s)"
+echo "check-dist: ok ($(elapsed))"
