@@ -1,8 +1,9 @@
 """The few things keras_reg needs from Keras that Keras does not export.
 
-Checked against Keras 3.15.1. `tests/test_keras_private.py` fails if a
-Keras release changes any of them, so a change shows up as one failing test,
-not as silently wrong masks.
+Checked against Keras 3.8.0, 3.12.0 and 3.15.1 (pyproject declares
+`keras>=3.8`; `make test-oldest` runs the suite on the oldest).
+`tests/test_keras_private.py` fails if a Keras release changes any of them,
+so a change shows up as one failing test, not as silently wrong masks.
 
 - `DropoutRNNCell`: `keras.layers.RNN` asks a cell for its dropout masks
   before its loop, and resets them after, only when the cell is an instance

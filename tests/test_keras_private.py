@@ -234,3 +234,36 @@ def test_keras_rnn_call_does_only_what_variational_rnn_call_repeats():
     assert "_maybe_config_dropout_masks" not in ours
     assert all(step in ours for step in steps), steps
     assert keras_reg.layers.VariationalLSTM.call is VariationalRNN.call
+
+
+class _StoreWithoutContains:
+    """A variable store as Keras 3.8's `.keras` (HDF5) one behaves: `keys()`
+    and indexing by name, no `__contains__` (`in` indexes it by int)."""
+
+    def __init__(self, values):
+        self._values = values
+
+    def keys(self):
+        return list(self._values)
+
+    def __getitem__(self, name):
+        if not isinstance(name, str):
+            raise TypeError("Accessing a group is done with bytes or str, not int")
+        return self._values[name]
+
+    def __setitem__(self, name, value):
+        self._values[name] = keras.ops.convert_to_numpy(value)
+
+
+def test_a_layer_saves_and_loads_through_a_store_without_contains():
+    layer = VariationalLSTMCell(3, dropout=0.5, seed=4)
+    layer.build((None, 2))
+    store = _StoreWithoutContains({})
+    layer.save_own_variables(store)
+    copy = VariationalLSTMCell(3, dropout=0.5, seed=9)
+    copy.build((None, 2))
+    copy.load_own_variables(store)
+    for mine, theirs in zip(layer.variables, copy.variables, strict=True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(theirs), keras.ops.convert_to_numpy(mine)
+        )
