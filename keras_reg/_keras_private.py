@@ -38,6 +38,11 @@ so a change shows up as one failing test, not as silently wrong masks.
 - `predict_with(model, function, x, ...)`: `model.predict` with another
   cached predict function; Keras' `predict` reuses `model.predict_function`
   when it is set and traces one when it is `None`.
+
+Not a function here, but held the same way: `VariationalRNN.call`
+(`layers/rnn/_sequence.py`) repeats the steps of `keras.layers.RNN.call`
+except the cell's dropout masks; a test lists every attribute Keras' call
+uses and fails when a Keras release adds a step.
 """
 
 import functools
