@@ -1,7 +1,7 @@
 """The few things keras_reg needs from Keras that Keras does not export.
 
-Checked against Keras 3.8.0, 3.12.0 and 3.15.1 (pyproject declares
-`keras>=3.8`; `make test-oldest` runs the suite on the oldest).
+Checked against Keras 3.7.0, 3.8.0, 3.12.0 and 3.15.1 (pyproject declares
+`keras>=3.7`; `make test-oldest` runs the suite on the oldest).
 `tests/test_keras_private.py` fails if a Keras release changes any of them,
 so a change shows up as one failing test, not as silently wrong masks.
 
@@ -23,9 +23,9 @@ so a change shows up as one failing test, not as silently wrong masks.
   lstm` or `.gru`. It raises `NotImplementedError` where it cannot run
   (no GPU, an unsupported argument).
 - `stateful_batch_size(layer)`: the batch size a stateful `keras.layers.RNN`
-  was built for. Keras 3.15 keeps it in `layer._expected_batch_size`, which
-  Keras 3.8 does not have; both keep the state variables in `layer.states`,
-  whose batch dimension it is.
+  was built for. Keras 3.12 and 3.15 keep it in
+  `layer._expected_batch_size`, which Keras 3.7 and 3.8 do not have; all
+  keep the state variables in `layer.states`, whose batch dimension it is.
 - `init_seed_generator(generator, name, seed)`: a `keras.random.
   SeedGenerator` subclass whose state is not Keras' `(2,)` seed skips
   `SeedGenerator.__init__`; this sets the other attributes that `__init__`

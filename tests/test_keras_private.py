@@ -2,7 +2,7 @@
 
 `keras_reg/_keras_private.py` is the one place that reaches into
 `keras.src` or relies on how Keras works inside (checked against Keras
-3.8.0 and 3.15.1). Each test here fails when a Keras release changes what
+3.7.0, 3.8.0, 3.12.0 and 3.15.1). Each test here fails when a Keras release changes what
 that module relies on, rather than letting masks go silently wrong.
 """
 
@@ -87,7 +87,7 @@ def test_backend_rnn_kernels_take_the_arguments_keras_lstm_passes():
         names = set(inspect.signature(kernel).parameters)
         if names == {"args", "kwargs"}:
             # A stub that cannot run, which the caller takes as a refusal:
-            # torch's `lstm` and `gru` in Keras 3.8, its `gru` in 3.12.
+            # torch's `lstm` and `gru` in Keras 3.7 and 3.8, its `gru` in 3.12.
             with pytest.raises(NotImplementedError):
                 kernel(np.ones((1, 2, 3), "float32"))
             continue
@@ -116,7 +116,7 @@ def test_stateful_batch_size_is_the_batch_a_keras_rnn_was_built_for():
     layer(np.ones((4, 3, 5), "float32"))
     assert _keras_private.stateful_batch_size(layer) == 4
     if hasattr(layer, "_expected_batch_size"):
-        # Keras 3.15 keeps it (Keras 3.8 does not have the attribute).
+        # Keras 3.12 and 3.15 keep it (Keras 3.7 and 3.8 do not have it).
         assert int(layer._expected_batch_size) == 4
 
 
@@ -133,7 +133,7 @@ def test_a_stateful_sequence_layer_rejects_another_batch_size():
 
 def test_init_seed_generator_sets_what_seed_generator_init_sets():
     keras_made = keras.random.SeedGenerator(7, name="probe")
-    # Keras 3.8 to 3.15 set these four; `RandomState` makes `state` itself.
+    # Keras 3.7 to 3.15 set these four; `RandomState` makes `state` itself.
     assert set(vars(keras_made)) == {"name", "backend", "_initial_seed", "state"}
     ours = _random.RandomState(7, [0], name="probe_state")
     assert set(vars(keras_made)) <= set(vars(ours))
@@ -195,7 +195,8 @@ def test_predict_with_runs_the_given_function_and_leaves_the_models_own():
 # checks, the initial and stateful states, the casts, the outputs), and the
 # two steps it leaves out on purpose: it draws its own masks, as values,
 # instead of asking the cell (`_maybe_config_dropout_masks`,
-# `_maybe_reset_dropout_masks`). Keras 3.8 has no `_expected_batch_size`.
+# `_maybe_reset_dropout_masks`). Keras 3.7 and 3.8 have no
+# `_expected_batch_size`.
 _RNN_CALL_ATTRIBUTES = {
     "unroll",
     "stateful",
@@ -237,8 +238,9 @@ def test_keras_rnn_call_does_only_what_variational_rnn_call_repeats():
 
 
 class _StoreWithoutContains:
-    """A variable store as Keras 3.8's `.keras` (HDF5) one behaves: `keys()`
-    and indexing by name, no `__contains__` (`in` indexes it by int)."""
+    """A variable store as the `.keras` (HDF5) one of Keras 3.7 and 3.8
+    behaves: `keys()` and indexing by name, no `__contains__` (`in` indexes
+    it by int)."""
 
     def __init__(self, values):
         self._values = values

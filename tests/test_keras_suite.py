@@ -81,7 +81,7 @@ class _SwappedLayers(types.ModuleType):
 
 
 if importlib.util.find_spec(MODULES[0]) is None:
-    # The keras 3.15 wheel ships Keras' test modules; 3.8 and 3.12 do not
+    # The keras 3.15 wheel ships Keras' test modules; 3.7, 3.8 and 3.12 do not
     # (`make test-oldest` runs the rest of the suite on the oldest Keras).
     pytest.skip(
         f"the keras {keras.__version__} wheel ships no test modules",

@@ -153,9 +153,10 @@ class Stochastic:
         store[_STATE_KEY] = self.seed_generator.state
 
     def load_own_variables(self, store):
-        # `store.keys()`, not `in store`: the `.keras` (HDF5) store of Keras
-        # 3.8 has no `__contains__`, and `in` falls back to indexing it by
-        # int ("Accessing a group is done with bytes or str, not int").
+        # `store.keys()`, not `in store`: the `.keras` (HDF5) store of
+        # Keras 3.7 and 3.8 has no `__contains__`, and `in` falls back to
+        # indexing it by int ("Accessing a group is done with bytes or str,
+        # not int").
         if _STATE_KEY not in store.keys():
             super().load_own_variables(store)
             return
