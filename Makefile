@@ -41,7 +41,7 @@ $(OLDEST_STAMP): pyproject.toml Makefile
 	touch $(OLDEST_STAMP)
 
 test-oldest: $(OLDEST_STAMP)
-	$(OLDEST_PY) -c "import keras; print('keras', keras.__version__)"
+	KERAS_BACKEND=torch $(OLDEST_PY) -c "import keras; print('keras', keras.__version__)"
 	BACKENDS=torch JOBS=1 LOGS=.test-logs/oldest PY=$(OLDEST_PY) bash tools/test_backends.sh $(PYTEST_ARGS)
 
 # The install users do: build and check the sdist and the wheel, install
