@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # `torch` would pull a multi-GB CUDA build.
 BACKEND_PKGS := tensorflow-cpu torch==2.13.0 jax
 
-.PHONY: install test lint demo bench docs docs-serve clean
+.PHONY: install test test-oldest check-dist lint demo bench docs docs-serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,27 @@ install: $(STAMP)
 
 test: $(STAMP)
 	BACKENDS="$(BACKENDS)" JOBS=$(JOBS) PY=$(PY) bash tools/test_backends.sh $(PYTEST_ARGS)
+
+# The suite on the oldest Keras that pyproject declares (`keras>=`), on
+# torch, in its own venv: the range users may install is the range tested.
+OLDEST_VENV := .venv-oldest
+OLDEST_PY := $(OLDEST_VENV)/bin/python
+OLDEST_STAMP := $(OLDEST_VENV)/.installed
+
+$(OLDEST_STAMP): pyproject.toml Makefile
+	test -x $(OLDEST_PY) || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_PY) -m pip install --quiet --upgrade pip
+	$(OLDEST_PY) -m pip install --quiet -e ".[dev]" "$$($(PYTHON) tools/oldest_keras.py)" torch==2.13.0
+	touch $(OLDEST_STAMP)
+
+test-oldest: $(OLDEST_STAMP)
+	KERAS_BACKEND=torch $(OLDEST_PY) -c "import keras; print('keras', keras.__version__)"
+	BACKENDS=torch JOBS=1 LOGS=.test-logs/oldest PY=$(OLDEST_PY) bash tools/test_backends.sh $(PYTEST_ARGS)
+
+# The install users do: build and check the sdist and the wheel, install
+# the wheel into a fresh venv outside the clone, train a model per backend.
+check-dist: $(STAMP)
+	PY=$(PY) BASE_PYTHON=$(PYTHON) BACKEND_PKGS="$(BACKEND_PKGS)" bash tools/check_dist.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keras_reg tests examples benchmarks docs tools
@@ -58,4 +79,4 @@ docs-serve: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .test-logs demo_output site
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .ruff_cache .test-logs demo_output site

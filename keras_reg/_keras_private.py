@@ -1,8 +1,9 @@
 """The few things keras_reg needs from Keras that Keras does not export.
 
-Checked against Keras 3.15.1. `tests/test_keras_private.py` fails if a
-Keras release changes any of them, so a change shows up as one failing test,
-not as silently wrong masks.
+Checked against Keras 3.7.0, 3.8.0, 3.12.0 and 3.15.1 (pyproject declares
+`keras>=3.7`; `make test-oldest` runs the suite on the oldest).
+`tests/test_keras_private.py` fails if a Keras release changes any of them,
+so a change shows up as one failing test, not as silently wrong masks.
 
 - `DropoutRNNCell`: `keras.layers.RNN` asks a cell for its dropout masks
   before its loop, and resets them after, only when the cell is an instance
@@ -26,15 +27,50 @@ not as silently wrong masks.
   layers through them). `layer.input` of a nested model is its own `Input`,
   not what the outer model feeds it; Keras keeps the call in its private
   `_inbound_nodes`.
+- `stateful_batch_size(layer)`: the batch size a stateful `keras.layers.RNN`
+  was built for. Keras 3.12 and 3.15 keep it in
+  `layer._expected_batch_size`, which Keras 3.7 and 3.8 do not have; all
+  keep the state variables in `layer.states`, whose batch dimension it is.
+- `init_seed_generator(generator, name, seed)`: a `keras.random.
+  SeedGenerator` subclass whose state is not Keras' `(2,)` seed skips
+  `SeedGenerator.__init__`; this sets the other attributes that `__init__`
+  sets (`name`, `backend`, `_initial_seed`).
+- `force_training(classes)` and `shadow_call(layer)`: `mc_dropout()` runs
+  Keras' dropout layers with `training=True` by wrapping the `call` of the
+  classes that define it (the whole process) or by an instance `call` that
+  shadows the class's (one layer). Both rely on `Layer.__call__` looking
+  `self.call` up at every call.
+- `predict_with(model, function, x, ...)`: `model.predict` with another
+  cached predict function; Keras' `predict` reuses `model.predict_function`
+  when it is set and traces one when it is `None`.
+
+Not a function here, but held the same way: `VariationalRNN.call`
+(`layers/rnn/_sequence.py`) repeats the steps of `keras.layers.RNN.call`
+except the cell's dropout masks; a test lists every attribute Keras' call
+uses and fails when a Keras release adds a step.
 """
 
-import keras
+import functools
 
-DropoutRNNCell = next(
-    klass
-    for klass in keras.layers.LSTMCell.__mro__
-    if klass.__name__ == "DropoutRNNCell"
-)
+import keras
+from keras import tree
+
+
+def _dropout_rnn_cell():
+    for klass in keras.layers.LSTMCell.__mro__:
+        if klass.__name__ == "DropoutRNNCell":
+            return klass
+    bases = [klass.__name__ for klass in keras.layers.LSTMCell.__mro__]
+    raise ImportError(
+        "keras_reg needs Keras' `DropoutRNNCell`, the base class through "
+        "which `keras.layers.RNN` asks a cell for its dropout masks, and "
+        f"Keras {keras.__version__} has none: `keras.layers.LSTMCell` has "
+        f"the bases {bases}. Install a Keras version that keras_reg supports "
+        "(see its `pyproject.toml`)."
+    )
+
+
+DropoutRNNCell = _dropout_rnn_cell()
 
 
 def call_training():
@@ -76,3 +112,90 @@ def call_inputs(layer):
     if not nodes:
         return None
     return list(nodes[-1].input_tensors)
+
+
+def stateful_batch_size(layer):
+    """The batch size of a stateful `keras.layers.RNN`, or None unbuilt."""
+    states = getattr(layer, "states", None)
+    if states is None:
+        return None
+    return tree.flatten(states)[0].shape[0]
+
+
+def init_seed_generator(generator, name, seed):
+    """What `SeedGenerator.__init__` sets besides `state`, which the
+    subclass creates itself."""
+    generator.name = name
+    generator.backend = keras.backend
+    generator._initial_seed = seed
+
+
+def _call_owners(classes):
+    """The classes whose own `call` the instances of `classes` run."""
+    owners = []
+    for cls in classes:
+        owner = next(c for c in cls.__mro__ if "call" in vars(c))
+        if owner not in owners:
+            owners.append(owner)
+    return owners
+
+
+def _training_call(call):
+    @functools.wraps(call)
+    def sampled(self, inputs, training=False):
+        return call(self, inputs, training=True)
+
+    return sampled
+
+
+def force_training(classes):
+    """Makes every call of every instance of `classes` run with
+    `training=True`; returns the function that undoes it."""
+    originals = {owner: vars(owner)["call"] for owner in _call_owners(classes)}
+    for owner, call in originals.items():
+        owner.call = _training_call(call)
+
+    def undo():
+        for owner, call in originals.items():
+            owner.call = call
+
+    return undo
+
+
+_NO_CALL = object()
+
+
+def shadow_call(layer):
+    """Makes the calls of `layer` alone run with `training=True`; returns
+    the function that undoes it."""
+    own = layer.__dict__.get("call", _NO_CALL)
+    call = layer.call
+
+    @functools.wraps(call)
+    def sampled(*args, **kwargs):
+        kwargs["training"] = True
+        return call(*args, **kwargs)
+
+    # Past Keras' attribute tracker: a function is not layer state.
+    object.__setattr__(layer, "call", sampled)
+
+    def undo():
+        if own is _NO_CALL:
+            del layer.__dict__["call"]
+        else:
+            object.__setattr__(layer, "call", own)
+
+    return undo
+
+
+def predict_with(model, function, x, **kwargs):
+    """`model.predict(x, **kwargs)` with `function` as the cached predict
+    function (`None`: one traced by this call). Returns the predictions and
+    the function used; the model keeps its own."""
+    plain = model.predict_function
+    model.predict_function = function
+    try:
+        result = model.predict(x, **kwargs)
+        return result, model.predict_function
+    finally:
+        model.predict_function = plain

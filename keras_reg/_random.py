@@ -37,7 +37,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_reg import _kernels, config
+from keras_reg import _keras_private, _kernels, config
 
 BITS = 24
 ONE = 1 << BITS
@@ -99,10 +99,9 @@ class RandomState(keras.random.SeedGenerator):
     def __init__(self, seed, thresholds, name=None):
         # SeedGenerator.__init__ would build a (2,)-shaped state in the
         # backend's seed dtype; this class needs int32 with threshold slots,
-        # so it sets the attributes that Keras reads itself.
-        self.name = name or "random_state"
-        self.backend = keras.backend
-        self._initial_seed = seed
+        # so it makes its own state and sets the rest through the boundary.
+        name = name or "random_state"
+        _keras_private.init_seed_generator(self, name, seed)
         initial = np.array([_as_int32(seed), 0, *thresholds], dtype="int32")
         self._step = np.zeros_like(initial)
         self._step[1] = 1

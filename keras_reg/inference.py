@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reg import _keras_private
 from keras_reg._checks import check_positive_int, check_seed
 from keras_reg._walk import walk
 from keras_reg.layers import _samples, _stochastic
@@ -32,24 +33,6 @@ _KERAS_DROPOUT_LAYERS = (
 )
 
 _lock = threading.Lock()
-
-
-def _classes_defining_call():
-    """The classes whose own `call` the Keras dropout layers run."""
-    owners = []
-    for cls in _KERAS_DROPOUT_LAYERS:
-        owner = next(c for c in cls.__mro__ if "call" in vars(c))
-        if owner not in owners:
-            owners.append(owner)
-    return owners
-
-
-def _always_training(call):
-    @functools.wraps(call)
-    def sampled(self, inputs, training=False):
-        return call(self, inputs, training=True)
-
-    return sampled
 
 
 @contextlib.contextmanager
@@ -83,15 +66,13 @@ def mc_dropout(model=None):
     """
     if model is None:
         with _lock:
-            if _stochastic._mc_depth == 0:
+            if _stochastic.open_process_switch():
                 _patch_keras_layers()
-            _stochastic._mc_depth += 1
         try:
             yield
         finally:
             with _lock:
-                _stochastic._mc_depth -= 1
-                if _stochastic._mc_depth == 0:
+                if _stochastic.close_process_switch():
                     _unpatch_keras_layers()
         return
     if not isinstance(model, keras.layers.Layer):
@@ -111,25 +92,22 @@ def mc_dropout(model=None):
                 _switch_off(layer)
 
 
-_originals = {}
+# The function that undoes the patch of Keras' dropout classes while a
+# process-wide `mc_dropout()` is open.
+_undo_patch = []
 
 
 def _patch_keras_layers():
-    for owner in _classes_defining_call():
-        _originals[owner] = vars(owner)["call"]
-        owner.call = _always_training(_originals[owner])
+    _undo_patch.append(_keras_private.force_training(_KERAS_DROPOUT_LAYERS))
 
 
 def _unpatch_keras_layers():
-    for owner, call in _originals.items():
-        owner.call = call
-    _originals.clear()
+    _undo_patch.pop()()
 
 
 # The layers that `mc_dropout(model)` contexts have switched, by id:
-# [layer, how many contexts cover it, its own instance `call` if it had one].
+# [layer, how many contexts cover it, the function that switches it off].
 _switched = {}
-_NO_CALL = object()
 
 
 def _samples_masks(layer):
@@ -141,25 +119,16 @@ def _switch_on(layer):
     if entry is not None:
         entry[1] += 1
         return
-    own = layer.__dict__.get("call", _NO_CALL)
-    _switched[id(layer)] = [layer, 1, own]
     if isinstance(layer, _stochastic.Stochastic):
         # keras_reg's layers and cells ask `sampling(training, self)`,
-        # which reads this set (a cell in `keras.layers.RNN` too, whose
+        # which reads this switch (a cell in `keras.layers.RNN` too, whose
         # masks are drawn from the RNN's own `training`).
-        _stochastic._mc_layers.add(id(layer))
-        return
-    # Keras' own dropout layers: an instance attribute shadows the class's
-    # `call` for this layer only (Keras looks `self.call` up at every
-    # call), set past Keras' tracker.
-    call = layer.call
-
-    @functools.wraps(call)
-    def sampled(*args, **kwargs):
-        kwargs["training"] = True
-        return call(*args, **kwargs)
-
-    object.__setattr__(layer, "call", sampled)
+        _stochastic.switch_layer(layer, True)
+        undo = functools.partial(_stochastic.switch_layer, layer, False)
+    else:
+        # Keras' own dropout layers: an instance `call` for this layer only.
+        undo = _keras_private.shadow_call(layer)
+    _switched[id(layer)] = [layer, 1, undo]
 
 
 def _switch_off(layer):
@@ -168,12 +137,7 @@ def _switch_off(layer):
     if entry[1]:
         return
     del _switched[id(layer)]
-    if isinstance(layer, _stochastic.Stochastic):
-        _stochastic._mc_layers.discard(id(layer))
-    elif entry[2] is _NO_CALL:
-        del layer.__dict__["call"]
-    else:
-        object.__setattr__(layer, "call", entry[2])
+    entry[2]()
 
 
 def _sampling_layers(model):
@@ -414,13 +378,11 @@ def _predict_one(model, x, batch_size):
     """One `model.predict` with the sampling predict function, traced on
     first use inside `mc_dropout(model)` and kept for the next calls; the
     model keeps its own."""
-    plain_function = model.predict_function
-    model.predict_function = _predict_functions.get(model)
-    try:
-        return model.predict(x, batch_size=batch_size, verbose=0)
-    finally:
-        _predict_functions[model] = model.predict_function
-        model.predict_function = plain_function
+    pred, function = _keras_private.predict_with(
+        model, _predict_functions.get(model), x, batch_size=batch_size, verbose=0
+    )
+    _predict_functions[model] = function
+    return pred
 
 
 class _Moments:

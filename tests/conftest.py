@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from types import SimpleNamespace
 
@@ -45,12 +46,15 @@ def partner(tmp_path_factory):
     """
     from tests import backend_worker, zoo
 
+    backend = PARTNERS[keras.backend.backend()]
+    if importlib.util.find_spec(backend) is None:
+        # `make test-oldest` installs torch alone.
+        pytest.skip(f"the partner backend, {backend}, is not installed")
     directory = tmp_path_factory.mktemp("partner")
     here = directory / "here"
     here.mkdir()
     backend_worker.save_half_trained(here / "half.keras")
     zoo.save_for_another_backend(here)
-    backend = PARTNERS[keras.backend.backend()]
     results = run_worker(
         "backend_worker.py", backend, "partner", directory, directory / "out.npz"
     )

@@ -3,6 +3,8 @@
 import inspect
 import pathlib
 import re
+import subprocess
+import sys
 
 import keras
 
@@ -107,3 +109,26 @@ def test_the_0_2_api_names_and_signatures():
     assert list(_defaults(keras_reg.callbacks.late_dropout)) == ["rate", "start"]
     assert _defaults(keras_reg.inference.mc_dropout) == {"model": None}
     assert _defaults(keras_reg.callbacks.DropoutScheduler)["per_step"] is False
+
+
+def _declared_keras_floor():
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'"keras>=(\d+\.\d+)"', text).group(1)
+
+
+def test_the_docs_state_the_keras_range_that_pyproject_declares():
+    floor = _declared_keras_floor()
+    index = (ROOT / "docs" / "index.md").read_text()
+    assert f"Keras {floor} or later" in index, floor
+
+
+def test_make_test_oldest_installs_the_declared_keras_floor():
+    pin = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "oldest_keras.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert pin == f"keras=={_declared_keras_floor()}.0"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "tools/oldest_keras.py" in makefile

@@ -213,6 +213,11 @@ def test_data_parallel_replicas_draw_different_masks(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    BACKEND == "torch" and keras.__version__.startswith(("3.7.", "3.8.")),
+    reason="Keras 3.7 and 3.8 cannot torch.compile a plain Keras model either "
+    "(torch 2.13's dynamo fails in Keras' loss code); Keras 3.12 can",
+)
 def test_compiled_training_equals_eager_training_for_the_dropout_family():
     # Portable masks are a function of (seed, counter, index), so a compiled
     # step (XLA; torch.compile on torch) must draw exactly the eager masks,

@@ -1,5 +1,6 @@
 """The mask generator: statistics, its kernels, and portability."""
 
+import importlib.util
 import math
 
 import keras
@@ -175,6 +176,10 @@ def test_training_resumed_on_another_backend_equals_uninterrupted(partner):
 
 @pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "torch", reason="a Keras bug of torch-saved models")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None,
+    reason="TensorFlow is not installed (`make test-oldest` installs torch alone)",
+)
 def test_keras_cannot_resume_a_torch_compiled_model_elsewhere(tmp_path):
     # Keras 3.15 saves the torch-only optimizer class; TF and JAX then fail
     # at the first train step. docs/known-issues.md documents the workaround

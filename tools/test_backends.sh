@@ -5,12 +5,15 @@
 #
 # JOBS=2 (the default) runs two backends at a time: most of a backend's test
 # time is single-threaded Python (tracing, compiling), so two processes share
-# two cores well. Each backend's output goes to .test-logs/<backend>.log and
-# is printed when it ends. JOBS=1 runs them one after another, streaming.
+# two cores well. Each backend's output goes to $LOGS/<backend>.log
+# (LOGS=.test-logs by default) and is printed when it ends. JOBS=1 runs
+# them one after another, streaming.
 set -u
 PY=${PY:-.venv/bin/python}
 BACKENDS=${BACKENDS:-"jax tensorflow torch"}
 JOBS=${JOBS:-2}
+# Where the per-backend logs go (`make test-oldest` keeps its own).
+LOGS=${LOGS:-.test-logs}
 if [ "$JOBS" -gt 1 ]; then
   # One thread per backend process: two processes already fill two cores,
   # and torch's, TensorFlow's and XLA's own pools would oversubscribe them.
@@ -19,25 +22,25 @@ if [ "$JOBS" -gt 1 ]; then
   export TF_NUM_INTEROP_THREADS=${TF_NUM_INTEROP_THREADS:-1}
   export XLA_FLAGS=${XLA_FLAGS:-"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 fi
-mkdir -p .test-logs
-rm -f .test-logs/*.status
+mkdir -p "$LOGS"
+rm -f "$LOGS"/*.status
 
 run_one() {
   local backend=$1
   shift
-  local log=".test-logs/$backend.log"
+  local log="$LOGS/$backend.log"
   local start rc
   start=$(date +%s)
   KERAS_BACKEND=$backend "$PY" -m pytest -p no:cacheprovider --durations=15 "$@" >"$log" 2>&1
   rc=$?
-  echo "$rc $(( $(date +%s) - start ))" >".test-logs/$backend.status"
+  echo "$rc $(( $(date +%s) - start ))" >"$LOGS/$backend.status"
 }
 
 if [ "$JOBS" -le 1 ]; then
   for backend in $BACKENDS; do
     echo "=== KERAS_BACKEND=$backend ==="
     run_one "$backend" "$@"
-    cat ".test-logs/$backend.log"
+    cat "$LOGS/$backend.log"
   done
 else
   # A simple pool: start up to $JOBS backends, start the next when one ends.
@@ -53,15 +56,15 @@ else
   wait
   for backend in "${running[@]}"; do
     echo "=== KERAS_BACKEND=$backend ==="
-    cat ".test-logs/$backend.log"
+    cat "$LOGS/$backend.log"
   done
 fi
 
 status=0
 summary=()
 for backend in $BACKENDS; do
-  log=".test-logs/$backend.log"
-  read -r rc secs <".test-logs/$backend.status" || { rc=1; secs=0; }
+  log="$LOGS/$backend.log"
+  read -r rc secs <"$LOGS/$backend.status" || { rc=1; secs=0; }
   last=$(grep -E '(passed|failed|error|no tests ran)' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//;s/ *$//')
   if [ "$rc" -eq 5 ]; then
     last="no tests ran"

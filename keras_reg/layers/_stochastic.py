@@ -15,13 +15,37 @@ from keras_reg._checks import check_rate, check_seed
 # The key of the random state in a layer's saved variables.
 _STATE_KEY = "keras_reg_random_state"
 
-# How many `keras_reg.inference.mc_dropout()` contexts are open.
+# The Monte Carlo switch. This module owns it; `keras_reg.inference` turns
+# it on and off through the functions below (under its own lock).
+# How many `mc_dropout()` contexts (every model of the process) are open.
 _mc_depth = 0
-
-
 # The ids of the layers and cells that `mc_dropout(model)` contexts have
-# switched on (kept by `keras_reg.inference`, under its lock).
+# switched on.
 _mc_layers = set()
+
+
+def open_process_switch():
+    """Opens one process-wide `mc_dropout()`; True when it is the first."""
+    global _mc_depth
+    _mc_depth += 1
+    return _mc_depth == 1
+
+
+def close_process_switch():
+    """Closes one process-wide `mc_dropout()`; True when none is left."""
+    global _mc_depth
+    if _mc_depth == 0:
+        raise RuntimeError("No process-wide mc_dropout() context is open.")
+    _mc_depth -= 1
+    return _mc_depth == 0
+
+
+def switch_layer(layer, on):
+    """Switches `layer` (a layer or cell of this package) on or off."""
+    if on:
+        _mc_layers.add(id(layer))
+    else:
+        _mc_layers.discard(id(layer))
 
 
 def sampling(training, layer=None):
@@ -129,7 +153,11 @@ class Stochastic:
         store[_STATE_KEY] = self.seed_generator.state
 
     def load_own_variables(self, store):
-        if _STATE_KEY not in store:
+        # `store.keys()`, not `in store`: the `.keras` (HDF5) store of
+        # Keras 3.7 and 3.8 has no `__contains__`, and `in` falls back to
+        # indexing it by int ("Accessing a group is done with bytes or str,
+        # not int").
+        if _STATE_KEY not in store.keys():
             super().load_own_variables(store)
             return
         own = {k: store[k] for k in store.keys() if k != _STATE_KEY}

@@ -17,7 +17,7 @@ backend's (`time_loop`: TensorFlow's `while_loop`) or the portable one
 import keras
 from keras import ops, tree
 
-from keras_reg import _kernels
+from keras_reg import _keras_private, _kernels
 from keras_reg._checks import check_rate
 from keras_reg.layers._stochastic import sampling
 from keras_reg.layers.rnn import _loop, _masks
@@ -106,7 +106,7 @@ class VariationalRNN(keras.layers.RNN):
                 )
         if self.stateful:
             batch = sequences.shape[0]
-            expected = self._expected_batch_size
+            expected = _keras_private.stateful_batch_size(self)
             if expected is not None and batch is not None and batch != expected:
                 raise ValueError(
                     "If an RNN is stateful, the batch size of the input "
