@@ -10,11 +10,15 @@ training-mode outputs differ from inference.
 
 The modes, per backend: TensorFlow eager (`run_eagerly=True`),
 `tf.function` (`jit_compile=False`) and XLA (`jit_compile=True`); JAX's
-jit; torch eager, and `torch.compile` (`jit_compile=True`) for the dropout
-family. Sequence layers run with `return_sequences=False` and `True`: XLA
-training of every sequence layer with `return_sequences=False` broke in
-0.2.0 (an unwritten TensorArray in TensorFlow's time loop) while `True`
-worked.
+jit; torch eager, and `torch.compile` (`jit_compile=True`) on
+`InvertedDropout` (over a minute per model: the dropout family's base
+only). On TensorFlow and JAX, where a model per layer would cost minutes,
+one model holds a group of layers side by side (the dropout family, the
+sequence layers with either `return_sequences`, the cells); torch eager
+runs a model per layer. Sequence layers run with `return_sequences=False`
+and `True`: XLA training of every sequence layer with
+`return_sequences=False` broke in 0.2.0 (an unwritten TensorArray in
+TensorFlow's time loop) while `True` worked.
 """
 
 import os
@@ -41,13 +45,13 @@ CELL_REGS = {k: v for k, v in REGS.items() if k != "zoneout"}
 WRAPPED_REGS = {k: v for k, v in CELL_REGS.items() if k != "output_dropout"}
 
 # name: (compile arguments, what runs in it, whether it is slow). What runs:
-# "each": a model per layer; "groups": one model per group of layers (the
-# compilers take seconds per model and function, under load tens of
-# seconds: a model per layer would cost minutes); a case's name: that case
-# alone (torch.compile takes minutes per model on a loaded 2-core machine).
+# "each": a model per layer; "groups": one model per group of layers (each
+# model costs TensorFlow and JAX seconds per function, tracing or
+# compiling: a model per layer would cost minutes); a case's name: that
+# case alone (torch.compile takes over a minute per model on 2 loaded cores).
 MODES = {
     "tensorflow": {
-        "eager": (dict(run_eagerly=True), "each", False),
+        "eager": (dict(run_eagerly=True), "groups", False),
         "tf_function": (dict(jit_compile=False), "groups", False),
         "xla": (dict(jit_compile=True), "groups", True),
     },
