@@ -276,3 +276,101 @@ def test_guides_use_no_syntax_that_only_the_site_renders():
         if pattern.search(page.read_text())
     ]
     assert not found, found
+
+
+# The 12 recurrent classes repeat their shared arguments' docs (literal
+# docstrings, STYLE.md 8). Entries of one argument read the same among the
+# cells and among the sequence layers, except where the classes really
+# differ: then `SHARED_ARGS_THAT_DIFFER` says by what, as a key that groups
+# the classes whose entries must still agree.
+_KINDS = ("LSTM", "GRU", "SimpleRNN")
+_FAMILIES = ("Variational", "LayerNorm")
+
+
+def _kind(name):
+    return next(k for k in _KINDS if k in name)
+
+
+def _family(name):
+    return next(f for f in _FAMILIES if name.startswith(f))
+
+
+SHARED_ARGS_THAT_DIFFER = {
+    # Four gates, three gates, one block of weights.
+    "per_gate_masks": _kind,
+    # The LayerNorm GRUs accept only `True`.
+    "reset_after": _family,
+    # No fused kernel normalizes (a LayerNorm layer's `True` raises; it
+    # points to its variational sibling); SimpleRNN has no cuDNN kernel and
+    # Keras' SimpleRNN no such argument.
+    "use_cudnn": lambda name: (
+        name if name.startswith("LayerNorm") else _kind(name) == "SimpleRNN"
+    ),
+}
+
+
+def _args_entries(docstring):
+    """`{argument: its text on one line}` of a Keras-style `Args:` section."""
+    section = re.search(r"^Args:\n(.*?)(?:\n\S|\Z)", docstring, re.M | re.S)
+    assert section, "no Args: section"
+    entries = {}
+    for line in section.group(1).splitlines():
+        start = re.match(r"^    (\*{0,2}\w+): ?(.*)$", line)
+        if start:
+            name = start.group(1)
+            entries[name] = start.group(2)
+        elif line.strip():
+            entries[name] += " " + line.strip()
+    return entries
+
+
+def test_args_entries_parse_from_a_keras_docstring():
+    doc = (
+        "Summary.\n\nArgs:\n    units: Positive integer,\n        the size."
+        "\n    seed: Optional.\n\nCall arguments:\n    inputs: a tensor."
+    )
+    assert _args_entries(doc) == {
+        "units": "Positive integer, the size.",
+        "seed": "Optional.",
+    }
+
+
+@pytest.mark.parametrize("group", ["cells", "sequence layers"])
+def test_shared_args_of_the_recurrent_classes_read_the_same(group):
+    names = [
+        f"{family}{kind}{'Cell' if group == 'cells' else ''}"
+        for family in _FAMILIES
+        for kind in _KINDS
+    ]
+    texts = {}  # (argument, group key) -> {text: [classes]}
+    for name in names:
+        docstring = _literal_docstring(getattr(keras_reg.layers, name))
+        for argument, text in _args_entries(docstring).items():
+            key = SHARED_ARGS_THAT_DIFFER.get(argument, lambda name: None)(name)
+            texts.setdefault((argument, key), {}).setdefault(text, []).append(name)
+    differ = {
+        argument: versions
+        for (argument, _), versions in texts.items()
+        if len(versions) > 1
+    }
+    assert not differ, f"the same argument documented differently: {differ}"
+    # Each class documents its own arguments, every one of them.
+    for name in names:
+        cls = getattr(keras_reg.layers, name)
+        documented = set(_args_entries(_literal_docstring(cls)))
+        signature = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        assert signature - {"kwargs"} <= documented, (name, signature - documented)
+
+
+def test_every_seed_entry_says_an_unset_seed_stays_out_of_the_config():
+    # Since 0.2 a drawn seed is layer state (saved with the model), and the
+    # config keeps `seed: None` so that a clone draws its own stream.
+    wrong = []
+    for name in keras_reg.layers.__all__:
+        obj = getattr(keras_reg.layers, name)
+        if not isinstance(obj, type) or "seed" not in inspect.signature(obj).parameters:
+            continue
+        entry = _args_entries(_literal_docstring(obj))["seed"]
+        if "left out of the config" not in entry or "kept in the config" in entry:
+            wrong.append(name)
+    assert not wrong, f"these document the seed wrongly: {wrong}"

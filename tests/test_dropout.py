@@ -205,11 +205,22 @@ def test_shared_axes_share_one_mask_value():
     assert np.mean(y[0] != y[1]) > 0.3  # independent across samples
 
 
-def test_noise_shape_with_none_entries():
-    x = np.ones((6, 5, 4), "float32")
-    layer = InvertedDropout(0.5, noise_shape=(None, 1, None), seed=3)
+def test_noise_shape_with_none_entries_drops_one_mask_value_per_none_axis():
+    # `None` takes the input's size: one mask value per (sample, feature),
+    # shared by the steps; kept units are scaled by 1 / (1 - rate).
+    x = np.ones((2000, 5, 4), "float32")
+    layer = InvertedDropout(0.3, noise_shape=(None, 1, None), seed=3)
     y = to_numpy(layer(x, training=True))
     assert np.all(y == y[:, :1, :])
+    np.testing.assert_allclose(np.unique(y), [0.0, 1.0 / 0.7], rtol=1e-6)
+    dropped = y[:, 0, :] == 0
+    assert abs(dropped.mean() - 0.3) < six_sigma(0.3, dropped.size)
+    # Each sample and each feature draws its own value: no feature is
+    # dropped for the whole batch, and a sample's 4 features agree with
+    # probability 0.3**4 + 0.7**4 (about 0.25), not always.
+    assert 0 < dropped.sum(axis=0).min() and dropped.sum(axis=0).max() < 2000
+    agree = np.mean(dropped.all(axis=1) | (~dropped).all(axis=1))
+    assert abs(agree - 0.2482) < six_sigma(0.2482, 2000)
 
 
 def test_time_shared_mask_identical_across_time_independent_across_samples():

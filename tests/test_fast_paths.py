@@ -199,11 +199,47 @@ def test_stateful_fast_path_equals_the_portable_loop(kind, monkeypatch):
 @needs_kernels
 @pytest.mark.parametrize("regs", ["none", "per_gate"])
 def test_fast_path_equals_the_portable_loop_in_mixed_precision(regs, monkeypatch):
+    regs = REGULARIZATION[regs]
+    recurrent = "recurrent_dropout" in regs
+    # torch's fused kernels take half precision on a GPU only.
+    torch_fused = BACKEND == "torch" and _kernels.gpu_available()
+    if BACKEND == "torch" and not (torch_fused or recurrent):
+        pytest.skip(
+            "torch's CPU kernels take float32 and float64 only: no fast path "
+            "runs a bfloat16 call without recurrent masks here"
+        )
     keras.config.set_dtype_policy("mixed_bfloat16")
-    fast = _run("lstm", REGULARIZATION[regs], OPTIONS["masked_backwards"])
+    # No input mask: the fused kernels take unmasked calls only.
+    options = dict(go_backwards=True)
+    used = _spy(monkeypatch)
+    loops = _spy_time_loop(monkeypatch)
+    fast = _run("lstm", regs, options)
+    # The fast paths did run (else this compares the portable loop with
+    # itself).
+    if BACKEND == "torch":
+        assert ("fused_recurrence" in used) == torch_fused, used
+        assert ("fast_recurrence" in used) == recurrent, used
+    elif ONLY_TIME_LOOP:
+        assert loops, "TensorFlow's time loop did not run"
+    else:
+        assert used or loops, "no fast path ran"
     _portable(monkeypatch)
-    slow = _run("lstm", REGULARIZATION[regs], OPTIONS["masked_backwards"])
+    slow = _run("lstm", regs, options)
     _compare(fast, slow, atol=2e-2)
+
+
+def _spy_time_loop(monkeypatch):
+    """Records each call of the backend's own time loop."""
+    calls = []
+    loop = _kernels.time_loop()
+    if loop is not None:
+
+        def spy(*args, **kwargs):
+            calls.append(1)
+            return loop(*args, **kwargs)
+
+        monkeypatch.setattr(_kernels, "time_loop", lambda: spy)
+    return calls
 
 
 # --- use_cudnn and the dispatch, with the kernels faked away -----------------------
@@ -222,10 +258,20 @@ def test_use_cudnn_true_raises_where_no_fused_kernel_can_run():
         norm(_x())
 
 
+@pytest.mark.skipif(
+    BACKEND != "torch" and not (_kernels.gpu_available() and BACKEND in FUSED_ON_GPU),
+    reason=f"no fused kernel runs on a {BACKEND} CPU: use_cudnn=False has "
+    "nothing to turn off here",
+)
 def test_use_cudnn_false_never_runs_a_fused_kernel(monkeypatch):
+    # An LSTM: the kind that every backend's fused kernel takes.
     used = _spy(monkeypatch)
-    layer = VariationalGRU(UNITS, use_cudnn=False)
-    layer(_x())
+    auto = VariationalLSTM(UNITS, seed=1)
+    auto(_x())
+    assert "fused_recurrence" in used, "the spy sees the fused kernel run"
+    used.clear()
+    off = VariationalLSTM(UNITS, use_cudnn=False, seed=1)
+    off(_x())
     assert "fused_recurrence" not in used
 
 

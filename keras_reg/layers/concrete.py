@@ -81,7 +81,8 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
         temperature: float > 0, the temperature of the relaxation. Defaults
             to `0.1`.
         seed: optional int; see `InvertedDropout`. It also draws the
-            initial rate. Defaults to `None`.
+            initial rate. Defaults to `None`: a seed is drawn, kept in the
+            layer's state and left out of the config.
         **kwargs: base layer keyword arguments.
 
     Call arguments:

@@ -70,7 +70,9 @@ class InvertedDropout(_MaskedDropout):
             mask value is shared. Defaults to `None`.
         seed: optional int. The same seed gives the same masks, run after
             run (and, in the default "portable" mode, on every backend).
-            Defaults to `None` (a seed is drawn once and kept in the config).
+            Defaults to `None`: a seed is drawn, kept in the layer's state
+            (saved with the model and its weights, with the stream's
+            position) and left out of the config, so a clone draws its own.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -172,7 +174,9 @@ class TimeSharedDropout(_MaskedDropout):
     Args:
         rate: float in [0, 1), the fraction of features to DROP (not the
             keep probability).
-        seed: optional int; see `InvertedDropout`. Defaults to `None`.
+        seed: optional int; see `InvertedDropout`. Defaults to `None`: a
+            seed is drawn, kept in the layer's state and left out of the
+            config.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -227,7 +231,9 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
         output_dim: int, the embedding size.
         rate: float in [0, 1), the fraction of word types to DROP (not the
             keep probability).
-        seed: optional int; see `InvertedDropout`. Defaults to `None`.
+        seed: optional int; see `InvertedDropout`. Defaults to `None`: a
+            seed is drawn, kept in the layer's state and left out of the
+            config.
         **kwargs: every argument of `keras.layers.Embedding`
             (`embeddings_initializer`, `embeddings_regularizer`,
             `embeddings_constraint`, `mask_zero`, ...) and base layer

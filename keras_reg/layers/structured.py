@@ -230,7 +230,9 @@ class DropBlock1D(_DropBlock):
         data_format: `"channels_last"` (`(batch, steps, channels)`) or
             `"channels_first"` (`(batch, channels, steps)`). Defaults to
             `keras.config.image_data_format()`.
-        seed: optional int; see `InvertedDropout`. Defaults to `None`.
+        seed: optional int; see `InvertedDropout`. Defaults to `None`: a
+            seed is drawn, kept in the layer's state and left out of the
+            config.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -304,7 +306,9 @@ class DropBlock2D(_DropBlock):
         data_format: `"channels_last"` (`(batch, height, width, channels)`)
             or `"channels_first"`. Defaults to
             `keras.config.image_data_format()`.
-        seed: optional int; see `InvertedDropout`. Defaults to `None`.
+        seed: optional int; see `InvertedDropout`. Defaults to `None`: a
+            seed is drawn, kept in the layer's state and left out of the
+            config.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -377,7 +381,9 @@ class DropBlock3D(_DropBlock):
             (`(batch, depth, height, width, channels)`) or
             `"channels_first"` (`(batch, channels, depth, height, width)`).
             Defaults to `keras.config.image_data_format()`.
-        seed: optional int; see `InvertedDropout`. Defaults to `None`.
+        seed: optional int; see `InvertedDropout`. Defaults to `None`: a
+            seed is drawn, kept in the layer's state and left out of the
+            config.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -444,7 +450,9 @@ class DropPath(_MaskedDropout):
             the keep probability).
         mode: `"sample"` (one draw per sample) or `"batch"` (one draw per
             call, for the whole batch). Defaults to `"sample"`.
-        seed: optional int; see `InvertedDropout`. Defaults to `None`.
+        seed: optional int; see `InvertedDropout`. Defaults to `None`: a
+            seed is drawn, kept in the layer's state and left out of the
+            config.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -519,7 +527,9 @@ class StochasticDepth(Stochastic, keras.layers.Layer):
     Args:
         survival_probability: float in [0, 1], the probability of KEEPING
             the residual branch. Defaults to `0.5`.
-        seed: optional int; see `InvertedDropout`. Defaults to `None`.
+        seed: optional int; see `InvertedDropout`. Defaults to `None`: a
+            seed is drawn, kept in the layer's state and left out of the
+            config.
         **kwargs: base layer keyword arguments.
 
     Call arguments:

@@ -447,13 +447,16 @@ class LayerNormSimpleRNNCell(LayerNormCell, VariationalSimpleRNNCell):
     Args:
         units: Positive integer, dimensionality of the output space.
         activation: Activation function to use. Defaults to hyperbolic
-            tangent (`tanh`).
+            tangent (`tanh`). If you pass None, no activation is applied
+            (ie. "linear" activation: `a(x) = x`).
         use_bias: Boolean, whether the layer should use a bias vector.
             Defaults to `True`.
-        kernel_initializer: Initializer for the `kernel` weights matrix.
-            Defaults to `"glorot_uniform"`.
+        kernel_initializer: Initializer for the `kernel` weights matrix,
+            used for the linear transformation of the inputs. Defaults to
+            `"glorot_uniform"`.
         recurrent_initializer: Initializer for the `recurrent_kernel`
-            weights matrix. Defaults to `"orthogonal"`.
+            weights matrix, used for the linear transformation of the
+            recurrent state. Defaults to `"orthogonal"`.
         bias_initializer: Initializer for the bias vector. Defaults to
             `"zeros"`.
         kernel_regularizer: Regularizer function applied to the `kernel`
@@ -482,20 +485,24 @@ class LayerNormSimpleRNNCell(LayerNormCell, VariationalSimpleRNNCell):
             `h_{t-1}` to DROP before the recurrent matmul, one mask per
             sample shared by all steps. Defaults to `0.0`.
         output_dropout: Float in [0, 1), the fraction of the output units to
-            DROP, one mask per sample shared by all steps. Defaults to
-            `0.0`.
+            DROP, one mask per sample shared by all steps; the carried state
+            is not dropped. Defaults to `0.0`.
         weight_dropout: Float in [0, 1), the fraction of the recurrent
             kernel's entries to DROP, one mask per call for the whole batch.
             Defaults to `0.0`.
         zoneout: Float in [0, 1), the probability that a state unit keeps
             its previous value at a step. Defaults to `0.0`.
-        per_gate_masks: Boolean, accepted for symmetry; changes nothing
-            here. Defaults to `False`.
-        share_input_mask: Boolean. `False` draws a fresh input mask at
-            every step. Defaults to `True`.
-        seed: Optional integer, the seed of the cell's random stream.
-            Defaults to `None` (a seed is drawn and kept in the cell's
-            state, not in the config).
+        per_gate_masks: Boolean, accepted for symmetry with the gated
+            cells; a SimpleRNN has one gate block, so it changes nothing.
+            Defaults to `False`.
+        share_input_mask: Boolean. `True` shares the input mask across time
+            steps; `False` draws a fresh one at every step (the Keras 2
+            behaviour on GPU). Defaults to `True`.
+        seed: Optional integer, the seed of the cell's random stream. The
+            same seed gives the same masks, run after run (and, in the
+            default "portable" mode, on every backend). Defaults to `None`:
+            a seed is drawn, kept in the cell's state (saved with the
+            weights) and left out of the config, so a clone draws its own.
         implementation: Keras' legacy argument, accepted and kept in the
             config; results do not depend on it. Defaults to `2`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
@@ -627,13 +634,16 @@ class LayerNormSimpleRNN(VariationalRNN):
     Args:
         units: Positive integer, dimensionality of the output space.
         activation: Activation function to use. Defaults to hyperbolic
-            tangent (`tanh`).
+            tangent (`tanh`). If you pass None, no activation is applied
+            (ie. "linear" activation: `a(x) = x`).
         use_bias: Boolean, whether the layer should use a bias vector.
             Defaults to `True`.
-        kernel_initializer: Initializer for the `kernel` weights matrix.
-            Defaults to `"glorot_uniform"`.
+        kernel_initializer: Initializer for the `kernel` weights matrix,
+            used for the linear transformation of the inputs. Defaults to
+            `"glorot_uniform"`.
         recurrent_initializer: Initializer for the `recurrent_kernel`
-            weights matrix. Defaults to `"orthogonal"`.
+            weights matrix, used for the linear transformation of the
+            recurrent state. Defaults to `"orthogonal"`.
         bias_initializer: Initializer for the bias vector. Defaults to
             `"zeros"`.
         kernel_regularizer: Regularizer function applied to the `kernel`
@@ -643,7 +653,7 @@ class LayerNormSimpleRNN(VariationalRNN):
         bias_regularizer: Regularizer function applied to the bias vector.
             Defaults to `None`.
         activity_regularizer: Regularizer function applied to the output of
-            the layer. Defaults to `None`.
+            the layer (its "activation"). Defaults to `None`.
         kernel_constraint: Constraint function applied to the `kernel`
             weights matrix. Defaults to `None`.
         recurrent_constraint: Constraint function applied to the
@@ -658,23 +668,29 @@ class LayerNormSimpleRNN(VariationalRNN):
             `None`.
         gamma_constraint: Optional constraint of the scale. Defaults to
             `None`.
-        dropout: Float in [0, 1), the fraction of the input units to DROP.
-            Defaults to `0.0`.
+        dropout: Float in [0, 1), the fraction of the input units to DROP,
+            one mask per sample shared by all steps. Defaults to `0.0`.
         recurrent_dropout: Float in [0, 1), the fraction of the units of
-            `h_{t-1}` to DROP. Defaults to `0.0`.
+            `h_{t-1}` to DROP before the recurrent matmul, one mask per
+            sample shared by all steps. Defaults to `0.0`.
         output_dropout: Float in [0, 1), the fraction of the output units to
-            DROP. Defaults to `0.0`.
+            DROP, one mask per sample shared by all steps. Defaults to
+            `0.0`.
         weight_dropout: Float in [0, 1), the fraction of the recurrent
-            kernel's entries to DROP. Defaults to `0.0`.
+            kernel's entries to DROP, one mask per call for the whole batch.
+            Defaults to `0.0`.
         zoneout: Float in [0, 1), the probability that a state unit keeps
             its previous value at a step. Defaults to `0.0`.
-        per_gate_masks: Boolean, accepted for symmetry; changes nothing
-            here. Defaults to `False`.
-        share_input_mask: Boolean. `False` draws a fresh input mask at
-            every step. Defaults to `True`.
-        seed: Optional integer, the seed of the layer's random stream.
-            Defaults to `None` (a seed is drawn and kept in the layer's
-            state, not in the config).
+        per_gate_masks: Boolean, accepted for symmetry with the gated
+            layers; changes nothing here. Defaults to `False`.
+        share_input_mask: Boolean. `True` shares the input mask across time
+            steps; `False` draws a fresh one at every step (the Keras 2
+            behaviour on GPU). Defaults to `True`.
+        seed: Optional integer, the seed of the layer's random stream. The
+            same seed gives the same masks, run after run (and, in the
+            default "portable" mode, on every backend). Defaults to `None`:
+            a seed is drawn, kept in the layer's state (saved with the
+            weights) and left out of the config, so a clone draws its own.
         return_sequences: Boolean. Whether to return the last output in the
             output sequence, or the full sequence. Defaults to `False`.
         return_state: Boolean. Whether to return the last state in addition
@@ -685,8 +701,10 @@ class LayerNormSimpleRNN(VariationalRNN):
         stateful: Boolean. If `True`, the last state for each sample at
             index i in a batch will be used as initial state for the sample
             of index i in the following batch. Defaults to `False`.
-        unroll: Boolean. If `True`, the network will be unrolled. Defaults
-            to `False`.
+        unroll: Boolean. If `True`, the network will be unrolled, else a
+            symbolic loop will be used. Unrolling can speed up an RNN,
+            although it tends to be more memory-intensive. Unrolling is
+            only suitable for short sequences. Defaults to `False`.
         use_cudnn: `"auto"`, `True` or `False`, as in
             `VariationalSimpleRNN`. No fused kernel normalizes, so `True`
             raises. Defaults to `"auto"`.
