@@ -27,7 +27,7 @@ import keras
 import torch
 
 from keras_reg import _random
-from keras_reg._kernels._eligible import masks_outside
+from keras_reg._kernels import _eligible
 
 # --- mask bits -----------------------------------------------------------------
 
@@ -60,42 +60,85 @@ def position_bits(shape, position):
 
 # --- which calls a fast path can take -------------------------------------------
 
-_TANH = (keras.activations.tanh, keras.ops.tanh, torch.tanh)
-_SIGMOID = (keras.activations.sigmoid, keras.ops.sigmoid, torch.sigmoid)
-_RELU = (keras.activations.relu, keras.ops.relu, torch.relu)
+# torch runs loops eagerly: `keras_reg._kernels.unrolls_loops` and
+# `hoists_projection` read these.
+UNROLLS_LOOPS = True
+HOISTS_PROJECTION = True
+
+_TANH = (*_eligible.TANH, torch.tanh)
+_SIGMOID = (*_eligible.SIGMOID, torch.sigmoid)
+_RELU = (*_eligible.RELU, torch.relu)
 
 
-def _standard_gates(cell):
-    """tanh and sigmoid, as cuDNN and the hand-written backward compute."""
-    return cell.activation in _TANH and cell.recurrent_activation in _SIGMOID
+def _vf_mode(cell):
+    """The `torch._VF` kernel that computes this cell (its refusals None)."""
+    kind = cell._fused_kind
+    if kind in ("lstm", "gru"):
+        return kind
+    return "rnn_tanh" if cell.activation in _TANH else "rnn_relu"
 
 
-def _fused_mode(cell):
-    """The `torch._VF` kernel that computes this cell, or None."""
-    kind = getattr(cell, "_fused_kind", None)
-    if kind == "lstm" and _standard_gates(cell):
-        return "lstm"
-    if kind == "gru" and _standard_gates(cell) and cell.reset_after:
-        return "gru"
-    if kind == "rnn" and cell.activation in _TANH:
-        return "rnn_tanh"
-    if kind == "rnn" and cell.activation in _RELU:
-        return "rnn_relu"
-    return None
+def _gates(cell):
+    """None if torch's kernels compute this cell's gates, else why not."""
+    if cell._fused_kind == "rnn":
+        if cell.activation in _TANH or cell.activation in _RELU:
+            return None
+        return "the kernels compute a SimpleRNN with tanh or relu only."
+    return _eligible.first(
+        lambda: _eligible.standard_gates(cell, _TANH, _SIGMOID),
+        lambda: _eligible.gru_reset_after(cell),
+    )
 
 
-def why_not(layer, mask, masks):
-    """Why no fused kernel runs this call, in a sentence."""
+def _supported(x):
+    """None if torch's fused kernels take `x`'s dtype on its device."""
+    if x.device.type == "cuda":
+        dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    else:
+        dtypes = (torch.float32, torch.float64)
+    if x.dtype in dtypes:
+        return None
+    return f"torch's fused kernels do not take {x.dtype} on {x.device.type}."
+
+
+def fused_refusal(layer, sequences, initial_state, mask, masks):
     cell = layer.cell
-    if getattr(cell, "_fused_kind", None) is None:
-        return f"{type(cell).__name__} normalizes inside the recurrence."
-    if _fused_mode(cell) is None:
-        return (
-            "the kernels compute tanh and sigmoid (and a GRU with "
-            "reset_after=True) only."
-        )
-    reason = masks_outside(cell, mask, masks)
-    return reason or "the inputs' dtype or device is not supported by the kernel."
+    return _eligible.first(
+        lambda: _eligible.fused_kind(cell),
+        lambda: _gates(cell),
+        lambda: _eligible.masks_outside(cell, mask, masks),
+        lambda: _supported(sequences),
+    )
+
+
+def fast_refusal(layer, sequences, initial_state, mask, masks):
+    cell = layer.cell
+
+    def recurrence():
+        if masks.recurrent is None:
+            return "the call has no per-sample recurrent mask."
+        if getattr(cell, "_fused_kind", None) not in ("lstm", "gru"):
+            return "the hand-written BPTT computes LSTM and GRU cells only."
+        return None
+
+    def loop():
+        if layer.unroll:
+            return "unroll=True runs the portable loop."
+        if cell._active["zoneout"]:
+            return "zoneout mixes the old and new state at every step."
+        if not torch.is_grad_enabled():
+            return "no gradient is recorded: the portable loop is as fast."
+        return None
+
+    return _eligible.first(recurrence, lambda: _gates(cell), loop)
+
+
+def vf(mode):
+    """torch's fused recurrent kernel `mode` (`"lstm"`, `"gru"`,
+    `"rnn_tanh"`, `"rnn_relu"`): `torch._VF`, a private namespace, read
+    here only (canary: tests/test_fast_paths.py, checked with torch
+    2.13.0)."""
+    return getattr(torch._VF, mode)
 
 
 # --- the fused kernels -----------------------------------------------------------
@@ -127,13 +170,7 @@ def _vf_params(mode, cell, kernel, recurrent_kernel, dtype):
 
 def fused_recurrence(layer, sequences, initial_state, mask, masks):
     cell = layer.cell
-    mode = _fused_mode(cell)
-    if (
-        mode is None
-        or masks_outside(cell, mask, masks) is not None
-        or not _supported(sequences)
-    ):
-        return None
+    mode = _vf_mode(cell)
     x = sequences
     if masks.input is not None:
         x = x * masks.input[0][:, None, :]
@@ -147,7 +184,7 @@ def fused_recurrence(layer, sequences, initial_state, mask, masks):
         x = torch.flip(x, dims=[1])
     states = [s[None].contiguous() for s in initial_state]
     hx = tuple(states) if mode == "lstm" else states[0]
-    run = getattr(torch._VF, mode)
+    run = vf(mode)
     result = run(
         x.contiguous(),
         hx,
@@ -174,29 +211,13 @@ def layer_norm(v, gamma, beta, epsilon):
     return torch.nn.functional.layer_norm(v, v.shape[-1:], gamma, beta, epsilon)
 
 
-def _supported(x):
-    if x.device.type == "cuda":
-        return x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-    return x.dtype in (torch.float32, torch.float64)
-
-
 # --- hand-written backpropagation through time ------------------------------------
 
 
 def fast_recurrence(layer, sequences, initial_state, mask, masks):
     """A training call with recurrent dropout, as one autograd Function."""
     cell = layer.cell
-    kind = getattr(cell, "_fused_kind", None)
-    if (
-        masks.recurrent is None
-        or kind not in ("lstm", "gru")
-        or not _standard_gates(cell)
-        or (kind == "gru" and not cell.reset_after)
-        or layer.unroll
-        or cell._active["zoneout"]
-        or not torch.is_grad_enabled()
-    ):
-        return None
+    kind = cell._fused_kind
     x = sequences
     input_mask = masks.input
     if input_mask is not None and not cell.share_input_mask:
