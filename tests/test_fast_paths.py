@@ -206,6 +206,54 @@ def test_fast_path_equals_the_portable_loop_in_mixed_precision(regs, monkeypatch
     _compare(fast, slow, atol=2e-2)
 
 
+BATCH_SHARED = dict(
+    dropout=0.3,
+    recurrent_dropout=0.4,
+    recurrent_dropout_mode="batch",
+    weight_dropout=0.2,
+    output_dropout=0.2,
+)
+
+
+@needs_kernels
+@pytest.mark.parametrize("per_gate_masks", [False, True])
+@pytest.mark.parametrize("options", ["plain", "masked_backwards"])
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_batch_shared_recurrent_mask_runs_fused_and_equals_the_portable_loop(
+    kind, options, per_gate_masks, monkeypatch
+):
+    if kind == "rnn" and per_gate_masks:
+        pytest.skip("a SimpleRNN has one gate block")
+    regs = dict(BATCH_SHARED, per_gate_masks=per_gate_masks)
+    options = OPTIONS[options]
+    used = _spy(monkeypatch)
+    fast = _run(kind, regs, options)
+    if BACKEND == "torch":
+        # The recurrent mask folds into the kernel: the fused kernel runs
+        # the training call, the hand-written BPTT never does.
+        assert ("fused_recurrence" in used) == (not options.get("masked")), used
+        assert "fast_recurrence" not in used, used
+    _portable(monkeypatch)
+    slow = _run(kind, regs, options)
+    _compare(fast, slow, atol=ATOL)
+
+
+@needs_kernels
+@pytest.mark.parametrize("options", ["plain", "masked_backwards"])
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_fresh_input_masks_per_step_equal_the_portable_loop(kind, options, monkeypatch):
+    # share_input_mask=False: step t's input mask goes with input step t,
+    # also when the steps run backwards.
+    regs = dict(dropout=0.3, recurrent_dropout=0.4, share_input_mask=False)
+    options = OPTIONS[options]
+    used = _spy(monkeypatch)
+    fast = _run(kind, regs, options)
+    if BACKEND == "torch":
+        assert "fast_recurrence" in used, used
+    _portable(monkeypatch)
+    _compare(fast, _run(kind, regs, options), atol=ATOL)
+
+
 # --- use_cudnn and the dispatch, with the kernels faked away -----------------------
 
 

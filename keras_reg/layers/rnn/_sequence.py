@@ -302,6 +302,10 @@ class VariationalRNN(keras.layers.RNN):
         return self.cell.share_input_mask
 
     @property
+    def recurrent_dropout_mode(self):
+        return self.cell.recurrent_dropout_mode
+
+    @property
     def seed(self):
         return self.cell.seed
 
