@@ -400,11 +400,16 @@ class _LSTMThroughTime(torch.autograd.Function):
         # The activations' derivatives, all steps at once: s (1 - s) for the
         # sigmoid gates, 1 - g^2 for the candidate; and d c_t / d h_t = o (1
         # - tanh(c_t)^2).
-        slopes = acts - acts * acts
-        g = acts[..., 2 * units : 3 * units]
-        slopes[..., 2 * units : 3 * units] = 1 - g * g
-        o = acts[..., 3 * units :]
-        dc_dh = o * (1 - tanh_cs * tanh_cs)
+        slopes = acts * acts
+        torch.sub(acts, slopes, out=slopes)
+        g, slope_g = (
+            acts[..., 2 * units : 3 * units],
+            slopes[..., 2 * units : 3 * units],
+        )
+        torch.mul(g, g, out=slope_g)
+        slope_g.neg_().add_(1)
+        dc_dh = tanh_cs * tanh_cs
+        dc_dh.neg_().add_(1).mul_(acts[..., 3 * units :])
         dz = torch.empty_like(acts)
         dh = d_h.clone()
         dc = d_c.clone()
