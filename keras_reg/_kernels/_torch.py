@@ -472,27 +472,47 @@ class _GRUThroughTime(torch.autograd.Function):
         states = torch.empty_like(outputs)  # h entering each step
         hms = torch.empty((steps, *mask.shape), dtype=xw.dtype, device=xw.device)
         previous = torch.zeros_like(h0)
+        units = h0.shape[1]
+        shared = mask.shape[0] == 1
+        rec = xw.new_empty((h0.shape[0], 3 * units))
+        xw_, saved_, states_, outputs_ = (
+            v.unbind(0) for v in (xw, saved, states, outputs)
+        )
         for t in range(steps):
-            rec, hms[t] = _recurrent_matmul(h, mask, kernel)
-            if recurrent_bias is not None:
-                rec = rec + recurrent_bias
-            x_z, x_r, x_h = xw[t].chunk(3, dim=-1)
-            r_z, r_r, r_h = rec.chunk(3, dim=-1)
-            z = torch.sigmoid(x_z + r_z)
-            r = torch.sigmoid(x_r + r_r)
-            n = torch.tanh(x_h + r * r_h)
-            h_new = z * h + (1 - z) * n
-            saved[t] = torch.cat([z, r, n, r_h], dim=-1)
-            states[t] = h
+            states_[t].copy_(h)
+            if shared:
+                hm = hms[t, 0]
+                torch.mul(h, mask[0], out=hm)
+                if recurrent_bias is None:
+                    torch.mm(hm, kernel, out=rec)
+                else:
+                    torch.addmm(recurrent_bias, hm, kernel, out=rec)
+            else:
+                rec, hms[t] = _recurrent_matmul(h, mask, kernel)
+                if recurrent_bias is not None:
+                    rec = rec + recurrent_bias
+            x_t, saved_t = xw_[t], saved_[t]  # saved: z, r, n, r_h
+            z, r, n, r_h = saved_t.split(units, dim=-1)
+            gates = saved_t[:, : 2 * units]
+            torch.add(x_t[:, : 2 * units], rec[:, : 2 * units], out=gates)
+            gates.sigmoid_()
+            r_h.copy_(rec[:, 2 * units :])
+            torch.mul(r, r_h, out=n)
+            n.add_(x_t[:, 2 * units :]).tanh_()
+            # h_new = z * h + (1 - z) * n = n + z * (h - n)
+            h_new = outputs_[t] if step_mask is None else torch.empty_like(h)
+            torch.sub(h, n, out=h_new)
+            h_new.mul_(z).add_(n)
+            if step_mask is None:
+                h = h_new
+                continue
             previous = _masked_outputs(step_mask, t, h_new, previous, zero_output)
             outputs[t] = previous
-            if step_mask is not None:
-                h_new = torch.where(step_mask[t], h_new, h)
-            h = h_new
+            h = torch.where(step_mask[t], h_new, h)
         ctx.save_for_backward(kernel, mask, saved, states, hms, step_mask)
         ctx.zero_output = zero_output
         ctx.has_bias = recurrent_bias is not None
-        return outputs, h
+        return outputs, h.clone()
 
     @staticmethod
     def backward(ctx, d_outputs, d_h):
