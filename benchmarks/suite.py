@@ -419,6 +419,82 @@ def recurrent_vs_keras():
     return rows
 
 
+BATCH_SHARED = dict(DROP, recurrent_dropout_mode="batch")
+# AWD-LSTM's rates with the recurrent kernel's rows dropped instead of its
+# entries: a batch-shared recurrent mask folded into the kernel.
+AWD_BATCH = {
+    "dropout": 0.2,
+    "recurrent_dropout": 0.3,
+    "recurrent_dropout_mode": "batch",
+    "output_dropout": 0.2,
+}
+
+
+def _torch_lstm(units, dropout):
+    """`torch.nn.LSTM` after input dropout, as a Keras layer (the last
+    output): torch's own fused kernel, the reference of the torch rows."""
+    import torch
+
+    class TorchLSTM(keras.layers.Layer):
+        def build(self, shape):
+            module = torch.nn.LSTM(shape[-1], units, batch_first=True)
+            self.lstm = keras.layers.TorchModuleWrapper(module)
+
+        def call(self, x, training=False):
+            x = torch.nn.functional.dropout(x, dropout, training=bool(training))
+            return self.lstm(x)[0][:, -1]
+
+        def compute_output_shape(self, shape):
+            return (shape[0], units)
+
+    return TorchLSTM()
+
+
+def recurrent_dropout_modes():
+    """Issue 25: recurrent dropout at the fused kernel's speed. torch: the
+    batch-shared recurrent mask (folded into the kernel: torch's fused
+    LSTM) and the per-sample mask (the hand-written BPTT) against
+    `torch.nn.LSTM` with input dropout; TensorFlow and JAX: the
+    batch-shared mask against weight drop at AWD-LSTM's rates. Train steps
+    (`train_on_batch`), interleaved medians."""
+    from keras_reg.layers import VariationalLSTM
+
+    group = "Recurrent dropout modes, train step, B=64 T=100 F=32 units=128"
+    x, y = _rnn_case()
+    if BACKEND == "torch":
+        cases = [
+            (
+                "VariationalLSTM(dropout .2, recurrent .2, mode batch)",
+                lambda: VariationalLSTM(128, seed=1, **BATCH_SHARED),
+                "torch.nn.LSTM, input dropout .2",
+                lambda: _torch_lstm(128, 0.2),
+                "<= 1.05",
+            ),
+            (
+                "VariationalLSTM(dropout .2, recurrent .2) (per sample)",
+                lambda: VariationalLSTM(128, seed=1, **DROP),
+                "torch.nn.LSTM, input dropout .2",
+                lambda: _torch_lstm(128, 0.2),
+                "<= 1.5",
+            ),
+        ]
+    else:
+        cases = [
+            (
+                "VariationalLSTM(dropout .2, recurrent .3 batch, output .2)",
+                lambda: VariationalLSTM(128, seed=1, **AWD_BATCH),
+                "VariationalLSTM(dropout .2, weight .3, output .2) (AWD-LSTM)",
+                lambda: VariationalLSTM(128, seed=1, **AWD),
+                "<= 1.0",
+            ),
+        ]
+    rows = []
+    for figure, ours, reference, ref, target in cases:
+        times = interleaved(_rnn_step(ours(), x, y), _rnn_step(ref(), x, y), 15, 3)
+        rows.append(_row(group, figure, reference, target, times))
+    return rows
+
+
 def mc_predict_vs_predict():
     """Issue 17: mc_predict(samples=30) against 30 calls of model.predict on
     an MLP with BatchNorm and two InvertedDropout(0.5), 1,000 rows, batch
@@ -471,4 +547,5 @@ FIGURES = {
     "portable": portable_vs_native,
     "recurrent": recurrent_vs_keras,
     "mc_predict": mc_predict_vs_predict,
+    "recurrent_modes": recurrent_dropout_modes,
 }

@@ -25,6 +25,14 @@ def check_rate(name, value):
     return value
 
 
+def check_choice(name, value, choices):
+    """Returns `value` if it is one of `choices` (strings), else raises."""
+    if not isinstance(value, str) or value not in choices:
+        expected = "one of " + ", ".join(repr(c) for c in choices)
+        raise _invalid(name, expected, value)
+    return value
+
+
 def check_seed(value):
     """Returns `value` if it is None or an integer, else raises."""
     if value is None:

@@ -242,6 +242,54 @@ def _spy_time_loop(monkeypatch):
     return calls
 
 
+BATCH_SHARED = dict(
+    dropout=0.3,
+    recurrent_dropout=0.4,
+    recurrent_dropout_mode="batch",
+    weight_dropout=0.2,
+    output_dropout=0.2,
+)
+
+
+@needs_kernels
+@pytest.mark.parametrize("per_gate_masks", [False, True])
+@pytest.mark.parametrize("options", ["plain", "masked_backwards"])
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_batch_shared_recurrent_mask_runs_fused_and_equals_the_portable_loop(
+    kind, options, per_gate_masks, monkeypatch
+):
+    if kind == "rnn" and per_gate_masks:
+        pytest.skip("a SimpleRNN has one gate block")
+    regs = dict(BATCH_SHARED, per_gate_masks=per_gate_masks)
+    options = OPTIONS[options]
+    used = _spy(monkeypatch)
+    fast = _run(kind, regs, options)
+    if BACKEND == "torch":
+        # The recurrent mask folds into the kernel: the fused kernel runs
+        # the training call, the hand-written BPTT never does.
+        assert ("fused_recurrence" in used) == (not options.get("masked")), used
+        assert "fast_recurrence" not in used, used
+    _portable(monkeypatch)
+    slow = _run(kind, regs, options)
+    _compare(fast, slow, atol=ATOL)
+
+
+@needs_kernels
+@pytest.mark.parametrize("options", ["plain", "masked_backwards"])
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_fresh_input_masks_per_step_equal_the_portable_loop(kind, options, monkeypatch):
+    # share_input_mask=False: step t's input mask goes with input step t,
+    # also when the steps run backwards.
+    regs = dict(dropout=0.3, recurrent_dropout=0.4, share_input_mask=False)
+    options = OPTIONS[options]
+    used = _spy(monkeypatch)
+    fast = _run(kind, regs, options)
+    if BACKEND == "torch":
+        assert "fast_recurrence" in used, used
+    _portable(monkeypatch)
+    _compare(fast, _run(kind, regs, options), atol=ATOL)
+
+
 # --- use_cudnn and the dispatch, with the kernels faked away -----------------------
 
 
@@ -362,6 +410,8 @@ def test_keras_fused_kernel_gets_the_masked_inputs_and_kernel(
     layers[1].build(x.shape)
     layers[1].set_weights(layers[0].get_weights())
     monkeypatch.setattr(_keras_private, "backend_rnn_kernel", stand_in)
+    # Keras' kernel is refused without a GPU: the stand-in needs none.
+    monkeypatch.setattr(_kernels, "gpu_available", lambda: True)
     for training in (False, True):
         a, b = (to_numpy(layer(x, training=training)) for layer in layers)
         np.testing.assert_allclose(a, b, atol=1e-5)
@@ -418,3 +468,100 @@ def test_layer_norm_wrapper_normalizes_like_the_cells():
         h = np.tanh(x[:, t] @ kernel + h @ recurrent + bias)
         h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-3)
     np.testing.assert_allclose(got, h, atol=1e-5)
+
+
+# --- one answer to "may a fast path run this call?" ---------------------------------
+
+
+def _call_args(layer, training=True):
+    """The `(layer, sequences, initial_state, mask, masks)` of one call, with
+    the masks the layer draws."""
+    from keras_reg.layers._stochastic import sampling
+    from keras_reg.layers.rnn import _masks
+
+    x = keras.ops.convert_to_tensor(_x())
+    layer.build(x.shape)
+    masks = _masks.NONE
+    if sampling(training, layer.cell):
+        masks = _masks.draw(layer.cell, BATCH, FEATURES, x.dtype, STEPS)
+    state = layer.get_initial_state(BATCH)
+    return layer, x, state, None, masks
+
+
+@pytest.mark.parametrize(
+    "make, training",
+    [
+        (lambda: VariationalLSTM(UNITS), False),
+        (lambda: VariationalLSTM(UNITS, recurrent_dropout=0.3), True),
+        (lambda: VariationalGRU(UNITS, reset_after=False), False),
+        (lambda: VariationalLSTM(UNITS, zoneout=0.3), True),
+        (lambda: VariationalSimpleRNN(UNITS, activation="sigmoid"), False),
+        (lambda: LayerNormLSTM(UNITS), False),
+        (lambda: VariationalLSTM(UNITS, use_cudnn=False), False),
+    ],
+)
+def test_a_fused_kernel_runs_exactly_when_its_refusal_is_none(make, training):
+    # The decision (the kernel ran) and its explanation (`why_not`, the
+    # use_cudnn=True error) come from the same refusal.
+    args = _call_args(make(), training)
+    refusal = _kernels.fused_refusal(*args)
+    ran = _kernels.fused_recurrence(*args) is not None
+    if refusal is None:
+        assert ran
+    else:
+        assert not ran
+        assert isinstance(refusal, str) and refusal.endswith(".")
+        assert _kernels.why_not(*args) == refusal
+
+
+def test_use_cudnn_true_error_prints_the_refusal():
+    layer = VariationalGRU(UNITS, reset_after=False, use_cudnn=True)
+    args = _call_args(layer, training=False)
+    reason = _kernels.fused_refusal(*args)
+    assert reason is not None
+    with pytest.raises(ValueError) as error:
+        layer(_x())
+    assert reason in str(error.value)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's own BPTT")
+def test_the_hand_written_bptt_runs_exactly_when_its_refusal_is_none():
+    cases = {
+        "runs": VariationalLSTM(UNITS, recurrent_dropout=0.3),
+        "no recurrent mask": VariationalLSTM(UNITS, dropout=0.3),
+        "simple rnn": VariationalSimpleRNN(UNITS, recurrent_dropout=0.3),
+        "zoneout": VariationalLSTM(UNITS, recurrent_dropout=0.3, zoneout=0.2),
+    }
+    for name, layer in cases.items():
+        args = _call_args(layer)
+        refusal = _kernels.fast_refusal(*args)
+        assert (refusal is None) == (name == "runs"), (name, refusal)
+        assert (_kernels.fast_recurrence(*args) is not None) == (refusal is None)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="a torch-private namespace")
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_torch_vf_kernels_compute_what_torch_nn_does(mode):
+    # Canary of `torch._VF` (private; checked with torch 2.13.0): the
+    # accessor finds each kernel, and it computes what torch.nn's module of
+    # the same kind computes with the same weights.
+    import torch
+
+    from keras_reg._kernels import _torch
+
+    torch.manual_seed(0)
+    module = {
+        "lstm": torch.nn.LSTM(3, 4, batch_first=True),
+        "gru": torch.nn.GRU(3, 4, batch_first=True),
+        "rnn_tanh": torch.nn.RNN(3, 4, batch_first=True, nonlinearity="tanh"),
+        "rnn_relu": torch.nn.RNN(3, 4, batch_first=True, nonlinearity="relu"),
+    }[mode]
+    x = torch.randn(2, 5, 3)
+    h = torch.zeros(1, 2, 4)
+    hx = (h, h) if mode == "lstm" else h
+    params = list(module.parameters())
+    outputs, *_ = _torch.vf(mode)(x, hx, params, True, 1, 0.0, False, False, True)
+    expected, _ = module(x, hx)
+    np.testing.assert_allclose(
+        outputs.detach().numpy(), expected.detach().numpy(), atol=1e-6
+    )

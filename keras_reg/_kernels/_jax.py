@@ -29,19 +29,17 @@ def position_bits(shape, position):
     return _position_bits(tuple(int(d) for d in shape), position)
 
 
+def fused_refusal(layer, sequences, initial_state, mask, masks):
+    return _keras_fused.refusal(layer, sequences, initial_state, mask, masks, ("lstm",))
+
+
 def fused_recurrence(layer, sequences, initial_state, mask, masks):
     # Keras' JAX kernel returns a go_backwards sequence in input order.
-    return _keras_fused.fused_recurrence(
-        layer, sequences, initial_state, mask, masks, ("lstm",), flip=True
-    )
+    return _keras_fused.run(layer, sequences, initial_state, mask, masks, flip=True)
 
 
 def gpu_available():
     return jax.default_backend() == "gpu"
-
-
-def why_not(layer, mask, masks):
-    return _keras_fused.why_not(layer, mask, masks, ("lstm",))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

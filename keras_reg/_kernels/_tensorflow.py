@@ -47,10 +47,14 @@ def replica_id():
     return tf.cast(context.replica_id_in_sync_group, tf.int32)
 
 
-def fused_recurrence(layer, sequences, initial_state, mask, masks):
-    return _keras_fused.fused_recurrence(
-        layer, sequences, initial_state, mask, masks, ("lstm", "gru"), flip=False
+def fused_refusal(layer, sequences, initial_state, mask, masks):
+    return _keras_fused.refusal(
+        layer, sequences, initial_state, mask, masks, ("lstm", "gru")
     )
+
+
+def fused_recurrence(layer, sequences, initial_state, mask, masks):
+    return _keras_fused.run(layer, sequences, initial_state, mask, masks, flip=False)
 
 
 def gpu_available():
@@ -61,10 +65,6 @@ def fused_blocks_jit(layer):
     # As Keras' own LSTM and GRU: cuDNN ops are not XLA-compatible.
     kind = getattr(layer.cell, "_fused_kind", None)
     return layer.use_cudnn is not False and kind in ("lstm", "gru") and gpu_available()
-
-
-def why_not(layer, mask, masks):
-    return _keras_fused.why_not(layer, mask, masks, ("lstm", "gru"))
 
 
 def time_loop(

@@ -27,7 +27,7 @@ import keras
 import torch
 
 from keras_reg import _random
-from keras_reg._kernels._eligible import masks_outside
+from keras_reg._kernels import _eligible
 
 # --- mask bits -----------------------------------------------------------------
 
@@ -60,42 +60,85 @@ def position_bits(shape, position):
 
 # --- which calls a fast path can take -------------------------------------------
 
-_TANH = (keras.activations.tanh, keras.ops.tanh, torch.tanh)
-_SIGMOID = (keras.activations.sigmoid, keras.ops.sigmoid, torch.sigmoid)
-_RELU = (keras.activations.relu, keras.ops.relu, torch.relu)
+# torch runs loops eagerly: `keras_reg._kernels.unrolls_loops` and
+# `hoists_projection` read these.
+UNROLLS_LOOPS = True
+HOISTS_PROJECTION = True
+
+_TANH = (*_eligible.TANH, torch.tanh)
+_SIGMOID = (*_eligible.SIGMOID, torch.sigmoid)
+_RELU = (*_eligible.RELU, torch.relu)
 
 
-def _standard_gates(cell):
-    """tanh and sigmoid, as cuDNN and the hand-written backward compute."""
-    return cell.activation in _TANH and cell.recurrent_activation in _SIGMOID
+def _vf_mode(cell):
+    """The `torch._VF` kernel that computes this cell (its refusals None)."""
+    kind = cell._fused_kind
+    if kind in ("lstm", "gru"):
+        return kind
+    return "rnn_tanh" if cell.activation in _TANH else "rnn_relu"
 
 
-def _fused_mode(cell):
-    """The `torch._VF` kernel that computes this cell, or None."""
-    kind = getattr(cell, "_fused_kind", None)
-    if kind == "lstm" and _standard_gates(cell):
-        return "lstm"
-    if kind == "gru" and _standard_gates(cell) and cell.reset_after:
-        return "gru"
-    if kind == "rnn" and cell.activation in _TANH:
-        return "rnn_tanh"
-    if kind == "rnn" and cell.activation in _RELU:
-        return "rnn_relu"
-    return None
+def _gates(cell):
+    """None if torch's kernels compute this cell's gates, else why not."""
+    if cell._fused_kind == "rnn":
+        if cell.activation in _TANH or cell.activation in _RELU:
+            return None
+        return "the kernels compute a SimpleRNN with tanh or relu only."
+    return _eligible.first(
+        lambda: _eligible.standard_gates(cell, _TANH, _SIGMOID),
+        lambda: _eligible.gru_reset_after(cell),
+    )
 
 
-def why_not(layer, mask, masks):
-    """Why no fused kernel runs this call, in a sentence."""
+def _supported(x):
+    """None if torch's fused kernels take `x`'s dtype on its device."""
+    if x.device.type == "cuda":
+        dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    else:
+        dtypes = (torch.float32, torch.float64)
+    if x.dtype in dtypes:
+        return None
+    return f"torch's fused kernels do not take {x.dtype} on {x.device.type}."
+
+
+def fused_refusal(layer, sequences, initial_state, mask, masks):
     cell = layer.cell
-    if getattr(cell, "_fused_kind", None) is None:
-        return f"{type(cell).__name__} normalizes inside the recurrence."
-    if _fused_mode(cell) is None:
-        return (
-            "the kernels compute tanh and sigmoid (and a GRU with "
-            "reset_after=True) only."
-        )
-    reason = masks_outside(cell, mask, masks)
-    return reason or "the inputs' dtype or device is not supported by the kernel."
+    return _eligible.first(
+        lambda: _eligible.fused_kind(cell),
+        lambda: _gates(cell),
+        lambda: _eligible.masks_outside(cell, mask, masks),
+        lambda: _supported(sequences),
+    )
+
+
+def fast_refusal(layer, sequences, initial_state, mask, masks):
+    cell = layer.cell
+
+    def recurrence():
+        if masks.recurrent is None:
+            return "the call has no per-sample recurrent mask."
+        if getattr(cell, "_fused_kind", None) not in ("lstm", "gru"):
+            return "the hand-written BPTT computes LSTM and GRU cells only."
+        return None
+
+    def loop():
+        if layer.unroll:
+            return "unroll=True runs the portable loop."
+        if cell._active["zoneout"]:
+            return "zoneout mixes the old and new state at every step."
+        if not torch.is_grad_enabled():
+            return "no gradient is recorded: the portable loop is as fast."
+        return None
+
+    return _eligible.first(recurrence, lambda: _gates(cell), loop)
+
+
+def vf(mode):
+    """torch's fused recurrent kernel `mode` (`"lstm"`, `"gru"`,
+    `"rnn_tanh"`, `"rnn_relu"`): `torch._VF`, a private namespace, read
+    here only (canary: tests/test_fast_paths.py, checked with torch
+    2.13.0)."""
+    return getattr(torch._VF, mode)
 
 
 # --- the fused kernels -----------------------------------------------------------
@@ -127,13 +170,7 @@ def _vf_params(mode, cell, kernel, recurrent_kernel, dtype):
 
 def fused_recurrence(layer, sequences, initial_state, mask, masks):
     cell = layer.cell
-    mode = _fused_mode(cell)
-    if (
-        mode is None
-        or masks_outside(cell, mask, masks) is not None
-        or not _supported(sequences)
-    ):
-        return None
+    mode = _vf_mode(cell)
     x = sequences
     if masks.input is not None:
         x = x * masks.input[0][:, None, :]
@@ -147,7 +184,7 @@ def fused_recurrence(layer, sequences, initial_state, mask, masks):
         x = torch.flip(x, dims=[1])
     states = [s[None].contiguous() for s in initial_state]
     hx = tuple(states) if mode == "lstm" else states[0]
-    run = getattr(torch._VF, mode)
+    run = vf(mode)
     result = run(
         x.contiguous(),
         hx,
@@ -174,49 +211,36 @@ def layer_norm(v, gamma, beta, epsilon):
     return torch.nn.functional.layer_norm(v, v.shape[-1:], gamma, beta, epsilon)
 
 
-def _supported(x):
-    if x.device.type == "cuda":
-        return x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-    return x.dtype in (torch.float32, torch.float64)
-
-
 # --- hand-written backpropagation through time ------------------------------------
 
 
 def fast_recurrence(layer, sequences, initial_state, mask, masks):
     """A training call with recurrent dropout, as one autograd Function."""
     cell = layer.cell
-    kind = getattr(cell, "_fused_kind", None)
-    if (
-        masks.recurrent is None
-        or kind not in ("lstm", "gru")
-        or not _standard_gates(cell)
-        or (kind == "gru" and not cell.reset_after)
-        or layer.unroll
-        or cell._active["zoneout"]
-        or not torch.is_grad_enabled()
-    ):
-        return None
-    x = sequences
+    kind = cell._fused_kind
+    # Time-major before the input projection: the (small) inputs are
+    # transposed, and each step's slice of the projection is contiguous.
+    x = sequences.transpose(0, 1)
     input_mask = masks.input
     if input_mask is not None and not cell.share_input_mask:
-        # (steps, gates, batch, features) -> (gates, batch, steps, features)
-        input_mask = input_mask.permute(1, 2, 0, 3)
+        # (steps, gates, batch, features) -> (gates, steps, batch, features)
+        input_mask = input_mask.permute(1, 0, 2, 3)
     elif input_mask is not None:
-        input_mask = input_mask[:, :, None, :]
-    xw = cell._project(x, input_mask)  # (batch, steps, gates * units)
-    dtype = xw.dtype
-    recurrent_kernel = masks.recurrent_kernel
-    if recurrent_kernel is None:
-        recurrent_kernel = keras.ops.cast(cell.recurrent_kernel, dtype)
-    xw = xw.transpose(0, 1)  # time-major
+        input_mask = input_mask[:, None]
     step_mask = None
     if mask is not None:
         step_mask = mask.to(torch.bool).T[:, :, None]  # (steps, batch, 1)
     if layer.go_backwards:
-        xw = torch.flip(xw, dims=[0])
+        x = torch.flip(x, dims=[0])
+        if input_mask is not None and not cell.share_input_mask:
+            input_mask = torch.flip(input_mask, dims=[1])
         if step_mask is not None:
             step_mask = torch.flip(step_mask, dims=[0])
+    xw = cell._project(x.contiguous(), input_mask)  # (steps, batch, gates * units)
+    dtype = xw.dtype
+    recurrent_kernel = masks.recurrent_kernel
+    if recurrent_kernel is None:
+        recurrent_kernel = keras.ops.cast(cell.recurrent_kernel, dtype)
     zero_output = bool(layer.zero_output_for_mask)
     if kind == "lstm":
         outputs, h, c = _LSTMThroughTime.apply(
@@ -304,77 +328,130 @@ class _LSTMThroughTime(torch.autograd.Function):
     `(gates, batch, units)`, the step mask `(steps, batch, 1)` or None, and
     whether masked steps output zeros. Outputs: every step's output, and
     the last `h` and `c`.
+
+    Eager torch pays per op, so each step runs as few ops as it can, each
+    writing into a buffer preallocated for all steps (`out=`, in place):
+    the forward's matmul adds the input side (`addmm`), one sigmoid over
+    the four gates and a tanh over the candidate's block; the backward's
+    activation derivatives are computed for all steps at once before its
+    loop, and the recurrent kernel's gradient is one matmul over all steps
+    after it.
     """
 
     @staticmethod
     def forward(ctx, xw, h0, c0, kernel, mask, step_mask, zero_output):
-        steps = xw.shape[0]
-        h, c = h0, c0
-        outputs = torch.empty((steps, *h0.shape), dtype=xw.dtype, device=xw.device)
-        gates = torch.empty_like(xw)  # i, f, g, o after their activations
-        cells = torch.empty_like(outputs)  # c_t, before any step mask
-        carried = torch.empty_like(outputs)  # the c entering step t
-        hms = torch.empty((steps, *mask.shape), dtype=xw.dtype, device=xw.device)
+        steps, batch, width = xw.shape
+        units = width // 4
+        shared = mask.shape[0] == 1
+        new = xw.new_empty
+        outputs = new((steps, batch, units))
+        acts = torch.empty_like(xw)  # i, f, g, o after their activations
+        cs = new((steps + 1, batch, units))  # the c entering step t, and the last
+        tanh_cs = new((steps, batch, units))  # tanh(c_t), before any step mask
+        hms = new((steps, *mask.shape))
+        cs[0] = c0
+        z = new((batch, width))
+        h = h0
         previous = torch.zeros_like(h0)
+        # Each buffer's per-step views, made once (indexing is an op too).
+        xw_, acts_, cs_, tanh_cs_, outputs_ = (
+            v.unbind(0) for v in (xw, acts, cs, tanh_cs, outputs)
+        )
+        hm_ = hms[:, 0].unbind(0)
+        m = mask[0]
+        candidate = slice(2 * units, 3 * units)
+        z_candidate = z[:, candidate]
         for t in range(steps):
-            z, hms[t] = _recurrent_matmul(h, mask, kernel)
-            z += xw[t]
-            i, f, g, o = z.chunk(4, dim=-1)
-            i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
-            g = torch.tanh(g)
-            c_new = f * c + i * g
-            h_new = o * torch.tanh(c_new)
-            gates[t] = torch.cat([i, f, g, o], dim=-1)
-            cells[t] = c_new
-            carried[t] = c
+            if shared:
+                torch.mul(h, m, out=hm_[t])
+                torch.addmm(xw_[t], hm_[t], kernel, out=z)
+                z_g = z_candidate
+            else:
+                z, hms[t] = _recurrent_matmul(h, mask, kernel)
+                z += xw_[t]
+                z_g = z[:, candidate]
+            a = acts_[t]
+            torch.sigmoid(z, out=a)
+            i, f, g, o = a.split(units, dim=-1)
+            torch.tanh(z_g, out=g)
+            c_prev, c_new, tanh_c = cs_[t], cs_[t + 1], tanh_cs_[t]
+            torch.mul(f, c_prev, out=c_new)
+            c_new.addcmul_(i, g)
+            torch.tanh(c_new, out=tanh_c)
+            if step_mask is None:
+                h = torch.mul(o, tanh_c, out=outputs_[t])
+                continue
+            keep = step_mask[t]
+            h_new = o * tanh_c
             previous = _masked_outputs(step_mask, t, h_new, previous, zero_output)
             outputs[t] = previous
-            if step_mask is not None:
-                h_new = torch.where(step_mask[t], h_new, h)
-                c_new = torch.where(step_mask[t], c_new, c)
-            h, c = h_new, c_new
-        ctx.save_for_backward(kernel, mask, gates, cells, carried, hms, step_mask)
+            h = torch.where(keep, h_new, h)
+            c_new.copy_(torch.where(keep, c_new, c_prev))
+        ctx.save_for_backward(kernel, mask, acts, cs, tanh_cs, hms, step_mask)
         ctx.zero_output = zero_output
-        return outputs, h, c
+        return outputs, h.clone(), cs[steps].clone()
 
     @staticmethod
     def backward(ctx, d_outputs, d_h, d_c):
-        kernel, mask, gates, cells, carried, hms, step_mask = ctx.saved_tensors
-        steps = gates.shape[0]
-        dz = torch.empty_like(gates)
+        kernel, mask, acts, cs, tanh_cs, hms, step_mask = ctx.saved_tensors
+        steps, _, width = acts.shape
+        units = width // 4
+        shared = mask.shape[0] == 1
+        # The activations' derivatives, all steps at once: s (1 - s) for the
+        # sigmoid gates, 1 - g^2 for the candidate; and d c_t / d h_t = o (1
+        # - tanh(c_t)^2).
+        slopes = acts * acts
+        torch.sub(acts, slopes, out=slopes)
+        g, slope_g = (
+            acts[..., 2 * units : 3 * units],
+            slopes[..., 2 * units : 3 * units],
+        )
+        torch.mul(g, g, out=slope_g)
+        slope_g.neg_().add_(1)
+        dc_dh = tanh_cs * tanh_cs
+        dc_dh.neg_().add_(1).mul_(acts[..., 3 * units :])
+        dz = torch.empty_like(acts)
         dh = d_h.clone()
         dc = d_c.clone()
-        d_out = d_outputs.clone()
+        d_out = d_outputs.clone() if step_mask is not None else d_outputs
+        kernel_t = kernel.T
+        m = mask[0]
+        acts_, dz_, slopes_, dc_dh_, cs_, tanh_cs_ = (
+            v.unbind(0) for v in (acts, dz, slopes, dc_dh, cs, tanh_cs)
+        )
+        d_out_ = d_out.unbind(0)
         for t in range(steps - 1, -1, -1):
-            i, f, g, o = gates[t].chunk(4, dim=-1)
-            c_new, c_prev = cells[t], carried[t]
-            if step_mask is not None:
+            if step_mask is None:
+                dh_new = dh.add_(d_out_[t])
+                dc_new = dc
+            else:
                 keep = step_mask[t]
                 # A masked step passes its state (and, unless it outputs
                 # zeros, its output) through unchanged.
-                dh_new = torch.where(keep, dh + d_out[t], 0)
+                dh_new = torch.where(keep, dh + d_out_[t], 0)
                 dc_new = torch.where(keep, dc, 0)
-                dh = torch.where(keep, 0, dh)
-                dc = torch.where(keep, 0, dc)
+                dh_carried = torch.where(keep, 0, dh)
+                dc_carried = torch.where(keep, 0, dc)
                 if t > 0 and not ctx.zero_output:
-                    d_out[t - 1] += torch.where(keep, 0, d_out[t])
+                    d_out_[t - 1].add_(torch.where(keep, 0, d_out_[t]))
+            i, f, g, o = acts_[t].split(units, dim=-1)
+            d = dz_[t]
+            di, df, dg, do = d.split(units, dim=-1)
+            torch.mul(dh_new, tanh_cs_[t], out=do)
+            dc_new.addcmul_(dh_new, dc_dh_[t])
+            torch.mul(dc_new, g, out=di)
+            torch.mul(dc_new, i, out=dg)
+            torch.mul(dc_new, cs_[t], out=df)
+            dc_new.mul_(f)
+            d.mul_(slopes_[t])
+            if shared:
+                dh = torch.mm(d, kernel_t).mul_(m)
             else:
-                dh_new = dh + d_out[t]
-                dc_new = dc
-                dh = torch.zeros_like(dh)
-                dc = torch.zeros_like(dc)
-            tanh_c = torch.tanh(c_new)
-            do = dh_new * tanh_c
-            dc_new = dc_new + dh_new * o * (1 - tanh_c * tanh_c)
-            di = dc_new * g
-            dg = dc_new * i
-            df = dc_new * c_prev
-            dc = dc + dc_new * f
-            di, df = di * i * (1 - i), df * f * (1 - f)
-            dg, do = dg * (1 - g * g), do * o * (1 - o)
-            dz_t = torch.cat([di, df, dg, do], dim=-1)
-            dz[t] = dz_t
-            dh = dh + _dh_from_dz(dz_t, mask, kernel)
+                dh = _dh_from_dz(d, mask, kernel)
+            dc = dc_new
+            if step_mask is not None:
+                dh += dh_carried
+                dc += dc_carried
         d_kernel = _recurrent_grads(dz, hms, mask, kernel)
         return dz, dh, dc, d_kernel, None, None, None
 
@@ -395,27 +472,47 @@ class _GRUThroughTime(torch.autograd.Function):
         states = torch.empty_like(outputs)  # h entering each step
         hms = torch.empty((steps, *mask.shape), dtype=xw.dtype, device=xw.device)
         previous = torch.zeros_like(h0)
+        units = h0.shape[1]
+        shared = mask.shape[0] == 1
+        rec = xw.new_empty((h0.shape[0], 3 * units))
+        xw_, saved_, states_, outputs_ = (
+            v.unbind(0) for v in (xw, saved, states, outputs)
+        )
         for t in range(steps):
-            rec, hms[t] = _recurrent_matmul(h, mask, kernel)
-            if recurrent_bias is not None:
-                rec = rec + recurrent_bias
-            x_z, x_r, x_h = xw[t].chunk(3, dim=-1)
-            r_z, r_r, r_h = rec.chunk(3, dim=-1)
-            z = torch.sigmoid(x_z + r_z)
-            r = torch.sigmoid(x_r + r_r)
-            n = torch.tanh(x_h + r * r_h)
-            h_new = z * h + (1 - z) * n
-            saved[t] = torch.cat([z, r, n, r_h], dim=-1)
-            states[t] = h
+            states_[t].copy_(h)
+            if shared:
+                hm = hms[t, 0]
+                torch.mul(h, mask[0], out=hm)
+                if recurrent_bias is None:
+                    torch.mm(hm, kernel, out=rec)
+                else:
+                    torch.addmm(recurrent_bias, hm, kernel, out=rec)
+            else:
+                rec, hms[t] = _recurrent_matmul(h, mask, kernel)
+                if recurrent_bias is not None:
+                    rec = rec + recurrent_bias
+            x_t, saved_t = xw_[t], saved_[t]  # saved: z, r, n, r_h
+            z, r, n, r_h = saved_t.split(units, dim=-1)
+            gates = saved_t[:, : 2 * units]
+            torch.add(x_t[:, : 2 * units], rec[:, : 2 * units], out=gates)
+            gates.sigmoid_()
+            r_h.copy_(rec[:, 2 * units :])
+            torch.mul(r, r_h, out=n)
+            n.add_(x_t[:, 2 * units :]).tanh_()
+            # h_new = z * h + (1 - z) * n = n + z * (h - n)
+            h_new = outputs_[t] if step_mask is None else torch.empty_like(h)
+            torch.sub(h, n, out=h_new)
+            h_new.mul_(z).add_(n)
+            if step_mask is None:
+                h = h_new
+                continue
             previous = _masked_outputs(step_mask, t, h_new, previous, zero_output)
             outputs[t] = previous
-            if step_mask is not None:
-                h_new = torch.where(step_mask[t], h_new, h)
-            h = h_new
+            h = torch.where(step_mask[t], h_new, h)
         ctx.save_for_backward(kernel, mask, saved, states, hms, step_mask)
         ctx.zero_output = zero_output
         ctx.has_bias = recurrent_bias is not None
-        return outputs, h
+        return outputs, h.clone()
 
     @staticmethod
     def backward(ctx, d_outputs, d_h):

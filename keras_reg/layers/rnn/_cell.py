@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from keras_reg import _keras_private
-from keras_reg._checks import check_bool
+from keras_reg._checks import check_bool, check_choice
 from keras_reg.layers._stochastic import Rate, Stochastic, sampling
 from keras_reg.layers.rnn import _masks
 
@@ -49,6 +49,7 @@ class VariationalCell(Stochastic):
         share_input_mask,
         seed,
         implementation,
+        recurrent_dropout_mode="sample",
     ):
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
@@ -57,6 +58,9 @@ class VariationalCell(Stochastic):
         self.zoneout = zoneout
         self.per_gate_masks = check_bool("per_gate_masks", per_gate_masks)
         self.share_input_mask = check_bool("share_input_mask", share_input_mask)
+        self.recurrent_dropout_mode = check_choice(
+            "recurrent_dropout_mode", recurrent_dropout_mode, _masks.RECURRENT_MODES
+        )
         # Keras' legacy argument: accepted and kept, changes nothing here
         # (`per_gate_masks` chooses the mask layout).
         self.implementation = implementation
@@ -155,6 +159,7 @@ class VariationalCell(Stochastic):
             "zoneout": self.zoneout,
             "per_gate_masks": self.per_gate_masks,
             "share_input_mask": self.share_input_mask,
+            "recurrent_dropout_mode": self.recurrent_dropout_mode,
             "seed": self.seed,
             "implementation": self.implementation,
         }

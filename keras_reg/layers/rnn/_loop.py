@@ -12,7 +12,8 @@
 - `go_backwards=True` runs the steps in reverse; outputs come in the order
   they were computed, as in Keras.
 - `unroll=True` writes the loop out in Python (static number of steps), as
-  it always is on torch.
+  it always is where the backend runs loops eagerly
+  (`keras_reg._kernels.unrolls_loops()`: torch).
 
 It returns `(last_output, outputs, states)`, `outputs` batch-major
 `(batch, steps, units)`, or None with `return_sequences=False`.
@@ -21,8 +22,9 @@ This is the reference that every backend loop in `keras_reg._kernels` is
 tested against, and the fallback where none applies.
 """
 
-import keras
 from keras import ops, tree
+
+from keras_reg import _kernels
 
 
 def run(
@@ -43,9 +45,9 @@ def run(
     if mask is not None:
         # (batch, steps) -> (steps, batch, 1), broadcast over units.
         mask = ops.expand_dims(ops.transpose(ops.cast(mask, "bool")), -1)
-    # torch runs every loop eagerly (its `scan` is a Python loop that also
-    # stacks a dummy output per step): a plain Python loop is the lean one.
-    if unroll or keras.backend.backend() == "torch":
+    # Where the backend runs every loop eagerly (torch), a plain Python loop
+    # is the lean one.
+    if unroll or _kernels.unrolls_loops():
         return _unrolled(
             step, inputs, initial_states, mask, zero_output_for_mask, return_sequences
         )

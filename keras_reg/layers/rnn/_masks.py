@@ -14,11 +14,14 @@ Shapes (`gates` is 1 unless `per_gate_masks=True`; scaled masks hold 0 or
 - `input` (`dropout`): `(gates, batch, features)`, shared by all steps; or
   `(steps, gates, batch, features)` with `share_input_mask=False`.
 - `recurrent` (`recurrent_dropout`): `(gates, batch, units)`, shared by all
-  steps.
+  steps. With `recurrent_dropout_mode="batch"` the mask is `(gates, units)`,
+  shared by the batch too, and it is folded into `recurrent_kernel`
+  instead: `(h * m) @ U == h @ (diag(m) @ U)`, the rows of gate `g`'s
+  block of `U` scaled by `m[g]`; `recurrent` is then None.
 - `output` (`output_dropout`): `(batch, units)`, on the emitted output only.
-- `recurrent_kernel` (`weight_dropout`): the recurrent kernel with its
-  dropped entries zeroed and the rest scaled; one mask per call for the
-  whole batch and all steps.
+- `recurrent_kernel` (`weight_dropout`, and `recurrent_dropout` in
+  `"batch"` mode): the recurrent kernel with its dropped entries zeroed and
+  the rest scaled; one mask per call for the whole batch and all steps.
 - `zoneout`: `(steps, batch, state units)`, 1 where a unit takes its new
   value, 0 where it keeps the old one; fresh at every step.
 
@@ -33,6 +36,8 @@ from keras import ops
 from keras_reg import _random
 
 RATES = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout", "zoneout")
+# `recurrent_dropout_mode`: one recurrent mask per sample, or one per call.
+RECURRENT_MODES = ("sample", "batch")
 
 
 class CallMasks(NamedTuple):
@@ -87,7 +92,8 @@ def draw(cell, batch, features, dtype, steps=None):
         if not cell.share_input_mask:
             shape = (steps, *shape)
         masks["input"] = _scaled(cell, "dropout", shape, dtype)
-    if active["recurrent_dropout"]:
+    batch_shared = cell.recurrent_dropout_mode == "batch"
+    if active["recurrent_dropout"] and not batch_shared:
         masks["recurrent"] = _scaled(
             cell, "recurrent_dropout", (gates, batch, cell.units), dtype
         )
@@ -99,6 +105,12 @@ def draw(cell, batch, features, dtype, steps=None):
             ops.cast(kernel, dtype),
             _scaled(cell, "weight_dropout", tuple(kernel.shape), dtype),
         )
+    if active["recurrent_dropout"] and batch_shared:
+        kernel = masks.get("recurrent_kernel")
+        if kernel is None:
+            kernel = ops.cast(cell.recurrent_kernel, dtype)
+        mask = _scaled(cell, "recurrent_dropout", (gates, cell.units), dtype)
+        masks["recurrent_kernel"] = fold_rows(kernel, mask)
     if active["zoneout"]:
         state_units = cell.units * len(state_sizes(cell))
         keep_new = _random.keep_mask(
@@ -106,3 +118,15 @@ def draw(cell, batch, features, dtype, steps=None):
         )
         masks["zoneout"] = ops.cast(keep_new, dtype)
     return CallMasks(**masks)
+
+
+def fold_rows(kernel, mask):
+    """`diag(m) @ U` per gate block: `kernel` `(units, gates * n)` with the
+    rows of block `g` multiplied by `mask[g]` (`mask` `(gates, units)`), so
+    that `h @ fold_rows(U, m)` is `(h * m[g]) @ U_g` for every block."""
+    gates, units = mask.shape
+    if gates == 1:
+        return kernel * ops.expand_dims(mask[0], 1)
+    blocks = ops.reshape(kernel, (units, gates, -1))
+    blocks = blocks * ops.expand_dims(ops.transpose(mask), -1)
+    return ops.reshape(blocks, (units, -1))

@@ -147,14 +147,12 @@ class VariationalRNN(keras.layers.RNN):
             batch, steps, features = ops.shape(sequences)
             masks = _masks.draw(cell, batch, features, sequences.dtype, steps)
         args = (self, sequences, initial_state, mask, masks)
-        result = None
-        if self.use_cudnn is not False:
-            result = _kernels.fused_recurrence(*args)
+        result = _kernels.fused_recurrence(*args)
         if result is None and self.use_cudnn is True:
             raise ValueError(
                 f"{type(self).__name__} was built with use_cudnn=True, but no "
                 f"fused kernel can run this call on the {keras.backend.backend()} "
-                f"backend: {_kernels.why_not(self, mask, masks)} Pass "
+                f"backend: {_kernels.why_not(*args)} Pass "
                 "use_cudnn='auto' to fall back to the other paths."
             )
         if result is None:
@@ -171,15 +169,11 @@ class VariationalRNN(keras.layers.RNN):
     def _portable_loop(self, sequences, initial_state, mask, masks):
         """The recurrence with `keras.ops` only: the reference path.
 
-        On TensorFlow and JAX CPUs the input projection runs inside the
-        step: with a hoisted `(steps, batch, 4 * units)` projection, JAX's
-        loop ran 1.2 to 2 times slower than with a small matmul per step,
-        and TensorFlow's no faster (B=64, T=100, F=32 and 256, units=128).
-        On torch, which runs the loop eagerly, and on GPUs, one matmul for
-        all steps saves an op per step.
+        The input projection runs for all steps before the loop, or inside
+        the step, as `keras_reg._kernels.hoists_projection()` says.
         """
         cell = self.cell
-        hoist = keras.backend.backend() == "torch" or _kernels.gpu_available()
+        hoist = _kernels.hoists_projection()
         x = ops.transpose(sequences, (1, 0, 2))  # time-major
         input_mask = masks.input
         inputs = {}
@@ -306,6 +300,10 @@ class VariationalRNN(keras.layers.RNN):
     @property
     def share_input_mask(self):
         return self.cell.share_input_mask
+
+    @property
+    def recurrent_dropout_mode(self):
+        return self.cell.recurrent_dropout_mode
 
     @property
     def seed(self):

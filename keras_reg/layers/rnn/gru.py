@@ -98,6 +98,14 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
         reset_after: Boolean. GRU convention (whether to apply the reset
             gate after or before the matrix multiplication). `True` is the
             cuDNN-compatible convention. Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the cell's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -158,6 +166,7 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         reset_after=True,
         seed=None,
         implementation=2,
@@ -188,6 +197,7 @@ class VariationalGRUCell(VariationalCell, keras.layers.GRUCell):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=check_implementation(implementation),
         )
@@ -335,6 +345,14 @@ class VariationalGRU(VariationalRNN):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the layer's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -433,6 +451,7 @@ class VariationalGRU(VariationalRNN):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -466,6 +485,7 @@ class VariationalGRU(VariationalRNN):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             reset_after=reset_after,
             seed=seed,
             implementation=implementation,
@@ -584,6 +604,14 @@ class LayerNormGRUCell(GatedLayerNormCell, VariationalGRUCell):
         reset_after: Must be `True` (the only mode with layer
             normalization); accepted for compatibility with
             `keras.layers.GRUCell`. Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the cell's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -640,6 +668,7 @@ class LayerNormGRUCell(GatedLayerNormCell, VariationalGRUCell):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         reset_after=True,
         seed=None,
         implementation=2,
@@ -666,6 +695,7 @@ class LayerNormGRUCell(GatedLayerNormCell, VariationalGRUCell):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             reset_after=_check_reset_after(type(self), reset_after),
             seed=seed,
             implementation=implementation,
@@ -753,6 +783,14 @@ class LayerNormGRU(VariationalRNN):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the layer's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -840,6 +878,7 @@ class LayerNormGRU(VariationalRNN):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -876,6 +915,7 @@ class LayerNormGRU(VariationalRNN):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             reset_after=_check_reset_after(type(self), reset_after),
             seed=seed,
             implementation=implementation,

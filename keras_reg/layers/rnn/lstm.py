@@ -96,6 +96,14 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the cell's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -159,6 +167,7 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         implementation=2,
         **kwargs,
@@ -188,6 +197,7 @@ class VariationalLSTMCell(VariationalCell, keras.layers.LSTMCell):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=check_implementation(implementation),
         )
@@ -297,6 +307,14 @@ class VariationalLSTM(VariationalRNN):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the layer's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -396,6 +414,7 @@ class VariationalLSTM(VariationalRNN):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -429,6 +448,7 @@ class VariationalLSTM(VariationalRNN):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=implementation,
             dtype=kwargs.get("dtype"),
@@ -540,6 +560,14 @@ class LayerNormLSTMCell(GatedLayerNormCell, VariationalLSTMCell):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the cell's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -597,6 +625,7 @@ class LayerNormLSTMCell(GatedLayerNormCell, VariationalLSTMCell):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         implementation=2,
         **kwargs,
@@ -623,6 +652,7 @@ class LayerNormLSTMCell(GatedLayerNormCell, VariationalLSTMCell):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=implementation,
             **kwargs,
@@ -713,6 +743,14 @@ class LayerNormLSTM(VariationalRNN):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the layer's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -801,6 +839,7 @@ class LayerNormLSTM(VariationalRNN):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -837,6 +876,7 @@ class LayerNormLSTM(VariationalRNN):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=implementation,
             dtype=kwargs.get("dtype"),

@@ -93,6 +93,14 @@ class VariationalSimpleRNNCell(VariationalCell, keras.layers.SimpleRNNCell):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the cell's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -150,6 +158,7 @@ class VariationalSimpleRNNCell(VariationalCell, keras.layers.SimpleRNNCell):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         implementation=2,
         **kwargs,
@@ -177,6 +186,7 @@ class VariationalSimpleRNNCell(VariationalCell, keras.layers.SimpleRNNCell):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=check_implementation(implementation),
         )
@@ -280,6 +290,14 @@ class VariationalSimpleRNN(VariationalRNN):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the layer's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -369,6 +387,7 @@ class VariationalSimpleRNN(VariationalRNN):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -400,6 +419,7 @@ class VariationalSimpleRNN(VariationalRNN):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=implementation,
             dtype=kwargs.get("dtype"),
@@ -498,6 +518,14 @@ class LayerNormSimpleRNNCell(LayerNormCell, VariationalSimpleRNNCell):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the cell's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -553,6 +581,7 @@ class LayerNormSimpleRNNCell(LayerNormCell, VariationalSimpleRNNCell):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         implementation=2,
         **kwargs,
@@ -577,6 +606,7 @@ class LayerNormSimpleRNNCell(LayerNormCell, VariationalSimpleRNNCell):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=implementation,
             **kwargs,
@@ -686,6 +716,14 @@ class LayerNormSimpleRNN(VariationalRNN):
         share_input_mask: Boolean. `True` shares the input mask across time
             steps; `False` draws a fresh one at every step (the Keras 2
             behaviour on GPU). Defaults to `True`.
+        recurrent_dropout_mode: `"sample"` or `"batch"`, how the
+            `recurrent_dropout` mask is shared. `"sample"`: one mask per
+            sample, shared by all steps (Gal & Ghahramani). `"batch"`: one
+            mask per call, shared by every sample and step (one per gate
+            with `per_gate_masks=True`); it folds into the recurrent kernel,
+            `(h * m) @ U == h @ (diag(m) @ U)`, so the call runs in the
+            fused kernels (torch's, cuDNN) as weight drop does. Defaults to
+            `"sample"`.
         seed: Optional integer, the seed of the layer's random stream. The
             same seed gives the same masks, run after run (and, in the
             default "portable" mode, on every backend). Defaults to `None`:
@@ -770,6 +808,7 @@ class LayerNormSimpleRNN(VariationalRNN):
         zoneout=0.0,
         per_gate_masks=False,
         share_input_mask=True,
+        recurrent_dropout_mode="sample",
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -805,6 +844,7 @@ class LayerNormSimpleRNN(VariationalRNN):
             zoneout=zoneout,
             per_gate_masks=per_gate_masks,
             share_input_mask=share_input_mask,
+            recurrent_dropout_mode=recurrent_dropout_mode,
             seed=seed,
             implementation=implementation,
             dtype=kwargs.get("dtype"),
