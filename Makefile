@@ -58,6 +58,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --timings
 
 # The docs tools only (the `docs` extra): the API reference is read from the
 # source, so the site builds without keras_reg or a backend installed.

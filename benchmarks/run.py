@@ -90,6 +90,11 @@ def main():
         action="store_true",
         help="run nothing: render --output (and the Speed page) from the saved rows",
     )
+    parser.add_argument(
+        "--timings",
+        action="store_true",
+        help="run the wall-clock timings (TIMINGS) instead of the figures",
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args.figures)
@@ -103,6 +108,17 @@ def main():
         return
 
     from importlib.metadata import version
+
+    if args.timings:
+        if saved is None:
+            sys.exit(f"no saved rows at {json_path}")
+        environment = _environment(version("keras"))
+        saved["timings"] = run_timings(saved.get("timings", []), environment)
+        with open(json_path, "w") as f:
+            json.dump(saved, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        write_outputs(saved, args.output)
+        return
 
     rows = []
     for backend in args.backends:
@@ -132,6 +148,74 @@ def main():
     write_outputs(results, args.output)
 
 
+# Wall-clock timings of whole commands, each against a budget in seconds
+# rather than a reference: (figure, target seconds, Python code run in a
+# subprocess from the repository root that prints the seconds last).
+TIMINGS = [
+    (
+        "`python -m examples.backend_check`: `keras_reg.testing.compare_backends` "
+        "on the demo's character model, 3 backends x 3 modes, every layer",
+        60,
+        "from examples import backend_check\n"
+        "report, seconds = backend_check.run()\n"
+        "assert report.passed, str(report)\n"
+        "print(seconds)",
+    ),
+]
+
+
+def run_timings(saved, environment):
+    """Runs every command of TIMINGS; returns the saved timings with these
+    in their place."""
+    timings = [t for t in saved if t["figure"] not in {f for f, _, _ in TIMINGS}]
+    for figure, target, code in TIMINGS:
+        print(f"=== {figure} ===", flush=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            sys.exit(proc.returncode)
+        seconds = float(proc.stdout.split()[-1])
+        print(f"  {seconds:.1f} s (target {target} s)", flush=True)
+        timings.append(
+            {
+                "figure": figure,
+                "target_s": target,
+                "seconds": round(seconds, 1),
+                "date": environment["date"],
+                "machine": environment["machine"],
+            }
+        )
+    return timings
+
+
+def render_timings(timings, level):
+    """The wall-clock timings' table, ✓ within the budget, **✗** over it."""
+    if not timings:
+        return []
+    lines = [
+        f"{'#' * level} Wall-clock timings (`make bench` runs them too)",
+        "",
+        "Whole commands timed once against a budget in seconds, not against a "
+        "reference.",
+        "",
+        "| figure | target | time | date | machine |",
+        "|---|---|---|---|---|",
+    ]
+    for t in timings:
+        time_cell = f"{t['seconds']:g} s"
+        if t["seconds"] <= t["target_s"]:
+            time_cell = f"✓ {time_cell}"
+        else:
+            time_cell = f"**✗ {time_cell}**"
+        lines.append(
+            f"| {t['figure']} | ≤ {t['target_s']:g} s | {time_cell} | "
+            f"{t['date']} | {t['machine']} |"
+        )
+    return [*lines, ""]
+
+
 def json_path_for(output):
     """RESULTS.md -> results.json, RESULTS_gpu.md -> results_gpu.json."""
     folder, name = os.path.split(os.path.abspath(output))
@@ -157,7 +241,10 @@ def merge(saved, rows, environment):
     for row in saved_rows:
         order.setdefault(row["group"], len(order))
     merged = sorted(kept + rows, key=lambda row: order.get(row["group"], len(order)))
-    return {"environment": environment, "rows": merged}
+    result = {"environment": environment, "rows": merged}
+    if (saved or {}).get("timings"):
+        result["timings"] = saved["timings"]
+    return result
 
 
 def write_outputs(results, output):
@@ -249,6 +336,11 @@ REFERENCES = {
     "same size, with the dropout rates named (Keras draws a fresh recurrent "
     "mask at every step) or without dropout, to show what regularizing costs; "
     "one `train_on_batch` or `predict_on_batch` each.",
+    "recurrent_modes": "torch: the reference is `torch.nn.LSTM` of the same "
+    "size with input dropout .2, the fused kernel with no recurrent dropout "
+    "at all; TensorFlow and JAX: the same `VariationalLSTM` with weight drop "
+    "(AWD-LSTM) instead of a batch-shared recurrent mask. One "
+    "`train_on_batch` each.",
     "mc_predict": "The reference is 30 calls of `model.predict(x)` on the same "
     "model: the time of 30 forward passes, without drawing any mask.",
 }
@@ -369,6 +461,7 @@ def render_file(results, gpu):
         "beside this file (`results.json`). " + INTRO,
         "",
         *render_tables(results, 2),
+        *render_timings(results.get("timings"), 2),
     ]
     if gpu:
         lines += [
