@@ -3,10 +3,10 @@ execution mode of the backend in use.
 
 One case: a small model around the layer (regularizers on, so training
 draws masks) is compiled in the mode, then one `fit` step, `predict` and
-`evaluate`; a `.keras` save and load; then `predict`, `evaluate` and one
-`fit` step again on the reloaded model. The loss is finite, the weights
-move, the reloaded model predicts and evaluates what the original does, and
-training-mode outputs differ from inference.
+`evaluate`; a `.keras` save and load; then `predict` and one `fit` step
+again on the reloaded model (and `evaluate`, in the eager modes). The loss
+is finite, the weights move, the reloaded model predicts (and evaluates)
+what the original does, and training-mode outputs differ from inference.
 
 The modes, per backend: TensorFlow eager (`run_eagerly=True`),
 `tf.function` (`jit_compile=False`) and XLA (`jit_compile=True`); JAX's
@@ -262,7 +262,11 @@ def test_fit_predict_evaluate_and_a_keras_round_trip(mode, names, tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(x, batch_size=BATCH, verbose=0), predicted
     )
-    np.testing.assert_allclose(
-        loaded.evaluate(x, y, batch_size=BATCH, verbose=0), loss, rtol=1e-6
-    )
+    if mode == "eager":
+        # Compiled, a reloaded model's evaluate would cost one more trace of
+        # the inference its predict has just shown equal (seconds per layer
+        # on TensorFlow and JAX); eager, it costs nothing to check.
+        np.testing.assert_allclose(
+            loaded.evaluate(x, y, batch_size=BATCH, verbose=0), loss, rtol=1e-6
+        )
     _fit_moves_the_weights(loaded, x, y)
