@@ -190,6 +190,14 @@ def _params():
         else:
             cases = {runs: [runs]}
         marks = [pytest.mark.slow] if slow else []
+        if mode == "torch_compile" and keras.__version__.startswith(("3.7.", "3.8.")):
+            marks.append(
+                pytest.mark.skip(
+                    reason="Keras 3.7 and 3.8 cannot torch.compile a plain Keras "
+                    "model either (torch 2.13's dynamo fails in Keras' loss "
+                    "code; docs/known-issues.md); Keras 3.12 can"
+                )
+            )
         params += [
             pytest.param(mode, names, marks=marks, id=f"{mode}-{name}")
             for name, names in cases.items()
