@@ -6,6 +6,7 @@ from keras_reg.layers.dropout import (
     InvertedDropout,
     TimeSharedDropout,
 )
+from keras_reg.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from keras_reg.layers.rnn.gru import (
     LayerNormGRU,
     LayerNormGRUCell,
@@ -35,12 +36,15 @@ from keras_reg.layers.structured import (
 )
 
 __all__ = [
+    "AlphaDropout",
     "ConcreteDropout",
     "DropBlock1D",
     "DropBlock2D",
     "DropBlock3D",
     "DropPath",
     "EmbeddingDropout",
+    "GaussianDropout",
+    "GaussianNoise",
     "InvertedDropout",
     "LayerNormGRU",
     "LayerNormGRUCell",
