@@ -25,10 +25,18 @@ Under a strategy that runs one step per replica (TensorFlow's
 `MirroredStrategy` and `MultiWorkerMirroredStrategy`, `torch.distributed`
 with DDP or FSDP), every replica holds the same state, so the replica's
 index (or `keras_reg.config.data_parallel_rank()`) is mixed into the seed
-of each draw, at draw time: replicas drop different units, replica 0 draws
-exactly what a single device would, and a checkpoint written by any rank
-resumes every rank's stream. JAX's `keras.distribution` runs one program
-over the global batch, where element positions are already global.
+of each draw, when the draw runs or is traced: replicas drop different
+units, replica 0 draws exactly what a single device would, and a
+checkpoint written by any rank resumes every rank's stream. JAX's
+`keras.distribution` runs one program over the global batch, where element
+positions are already global.
+
+A `tf.distribute` replica index is a tensor, read when the step runs. A
+rank set with `keras_reg.config.set_data_parallel_rank` is a Python value,
+so a draw traced into a compiled function (`jax.jit`, `tf.function`)
+keeps the value it read: such a draw tells `config` which rank its state
+was traced with, and `config` refuses to change the rank while that state
+is alive (DESIGN.md: values read in Python while tracing are constants).
 """
 
 import random as python_random
@@ -69,14 +77,19 @@ def _as_int32(value):
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def replica_index():
-    """The data-parallel index mixed into every draw, read at draw time.
+def replica_index(state=None, value=None):
+    """The data-parallel index mixed into every draw.
 
     `keras_reg.config.data_parallel_rank()` where one is set; otherwise the
     engine's (`_kernels.replica_id()`: a `tf.distribute` replica, the
-    global rank of a `torch.distributed` process group), or None.
+    global rank of a `torch.distributed` process group), or None. Read when
+    the draw runs eagerly or is traced; where `value` (a tensor of the draw)
+    is being traced, `config` records the rank that `state` was traced
+    with.
     """
     rank = config.data_parallel_rank()
+    if state is not None and _kernels.traced(value):
+        config._record_trace(state, rank)
     return rank if rank is not None else _kernels.replica_id()
 
 
@@ -119,7 +132,7 @@ class RandomState(keras.random.SeedGenerator):
         # A copy: on torch, `assign` writes into the storage a slice views.
         position = ops.copy(self.state.value[:2])
         self.state.assign(ops.add(self.state.value, self._step))
-        replica = replica_index()
+        replica = replica_index(self, position)
         if replica is not None:
             # `_mix(0) == 0`: replica 0 keeps the single-device stream.
             replica = ops.convert_to_tensor(replica, dtype="int32")

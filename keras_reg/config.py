@@ -10,11 +10,15 @@ The environment variable `KERAS_REG_RNG` sets the mode at import.
 
 `set_data_parallel_rank` names this process's data-parallel rank where a
 process group also holds model-parallel ranks (None, the default: the
-engine's own rank or replica index).
+engine's own rank or replica index). On JAX and TensorFlow a compiled
+function keeps the rank it was traced with, so once a layer has drawn in
+one, a change of the rank is refused with `RuntimeError`.
 """
 
+import gc
 import numbers
 import os
+import weakref
 
 __all__ = ["data_parallel_rank", "rng", "set_data_parallel_rank", "set_rng"]
 
@@ -62,6 +66,10 @@ def rng():
 
 
 _data_parallel_rank = None
+# The rank (None or an int) that each random state read while it was traced
+# into a compiled function (JAX, TensorFlow), weakly: a state that is gone
+# binds nothing.
+_traced = weakref.WeakKeyDictionary()
 
 
 def _check_rank(rank, source="rank"):
@@ -81,17 +89,69 @@ def _check_rank(rank, source="rank"):
     return int(rank)
 
 
+def _call(rank):
+    """What a callable rank returns, checked."""
+    value = rank()
+    if value is None:
+        raise TypeError(
+            "Invalid value returned by the callable set with "
+            "`set_data_parallel_rank`. Expected a non-negative int. "
+            "Received: rank=None"
+        )
+    return _check_rank(value)
+
+
+def _stale(rank):
+    """The live traced states that read another rank than `rank`."""
+    return [(state, old) for state, old in list(_traced.items()) if old != rank]
+
+
+def _refuse_change(rank, what):
+    """Raises `RuntimeError` if a live state was traced with another rank.
+
+    Collects garbage first when one is found: only states still in use bind
+    the rank (a model dropped since its trace does not).
+    """
+    if not _traced or not _stale(rank):
+        return
+    gc.collect()
+    stale = _stale(rank)
+    if not stale:
+        return
+    old = stale[0][1]
+    names = sorted({getattr(state, "name", "?") for state, _ in stale})
+    shown = ", ".join(repr(name) for name in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    raise RuntimeError(
+        f"keras_reg's data-parallel rank cannot change from {old!r} to "
+        f"{rank!r} ({what}): {len(stale)} random state(s) ({shown}{more}) "
+        f"drew masks inside a compiled function (jax.jit, tf.function, a "
+        f"compiled Keras step) traced while the rank was {old!r}, and a "
+        f"compiled function keeps the rank it was traced with. Set the rank "
+        f"once, before the first compiled call (before `fit`, `predict`, "
+        f"`mc_predict`); to change it, build the models again after setting "
+        f"it and drop the old ones."
+    )
+
+
+def _record_trace(state, rank):
+    """Notes that `state` drew with `rank` while traced (called by
+    `keras_reg._random`): from now on, a change of the rank is refused while
+    the state is alive."""
+    _traced[state] = rank
+
+
 def set_data_parallel_rank(rank):
     """Names the data-parallel rank that keras_reg mixes into every draw.
 
     Under data parallelism every replica must drop different units, so
-    keras_reg mixes a rank into the seed of every draw, at draw time (the
-    saved random streams stay the same on every rank). By default
-    (`rank=None`) the rank is the engine's own: the global rank of an
-    initialized `torch.distributed` process group, or the replica index of
-    a `tf.distribute` strategy; JAX's `keras.distribution` runs one
-    program over the global batch and needs none. Rank 0 draws exactly
-    the single-device stream.
+    keras_reg mixes a rank into the seed of every draw, when the draw runs
+    or is traced (the saved random streams stay the same on every rank). By
+    default (`rank=None`) the rank is the engine's own: the global rank of
+    an initialized `torch.distributed` process group, or the replica index
+    of a `tf.distribute` strategy (a tensor, read when the step runs); JAX's
+    `keras.distribution` runs one program over the global batch and needs
+    none. Rank 0 draws exactly the single-device stream.
 
     Where a process group also holds model-parallel ranks (tensor or
     pipeline parallelism), the global rank is the wrong one: the
@@ -101,13 +161,26 @@ def set_data_parallel_rank(rank):
     setting replaces the automatic rank on every backend, so set it only
     where one process runs one replica.
 
+    Set it once, before the model's first compiled call. On JAX and
+    TensorFlow a compiled function (`jax.jit`, `tf.function`, the steps of
+    `fit`, `evaluate` and `predict`) reads the setting when it is traced
+    and keeps that value: once a layer has drawn a mask in one, setting
+    another rank (None included) raises `RuntimeError` while that layer is
+    alive, and the setting is left unchanged. Setting the same rank again
+    is allowed. On torch, eager calls read the setting at every draw and
+    `torch.compile` recompiles when it changes, so a change takes effect.
+
     Args:
         rank: None (automatic), a non-negative int, or a callable with no
-            arguments that returns a non-negative int, called at every draw
-            (e.g. `lambda: torch.distributed.get_rank(dp_group)`). A bool
-            or another type raises `TypeError`, a negative int
-            `ValueError`, and the setting is left unchanged. A callable
-            is only checked when it is called.
+            arguments that returns a non-negative int (e.g.
+            `lambda: torch.distributed.get_rank(dp_group)`). A callable is
+            called at every eager draw and once per trace of a compiled
+            function, which keeps what it returned; it must keep returning
+            that value (`RuntimeError` at its next call, and at this one
+            where a layer has drawn in a compiled function, if it returns
+            another). A bool or another type raises `TypeError`, a
+            negative int `ValueError`, and the setting is left unchanged.
+            A callable is only checked when it is called.
 
     Example:
 
@@ -120,23 +193,23 @@ def set_data_parallel_rank(rank):
     >>> keras_reg.config.set_data_parallel_rank(None)  # automatic again
     """
     global _data_parallel_rank
-    _data_parallel_rank = _check_rank(rank)
+    rank = _check_rank(rank)
+    if _traced:
+        _refuse_change(_call(rank) if callable(rank) else rank, "set")
+    _data_parallel_rank = rank
 
 
 def data_parallel_rank():
     """Returns the data-parallel rank set by `set_data_parallel_rank`.
 
     None when the rank is automatic. A callable that was set is called, and
-    what it returns is checked (`TypeError` or `ValueError` naming `rank`).
+    what it returns is checked: `TypeError` or `ValueError` naming `rank`,
+    and `RuntimeError` if it differs from the rank a live layer was traced
+    with in a compiled function.
     """
     rank = _data_parallel_rank
     if callable(rank):
-        rank = rank()
-        if rank is None:
-            raise TypeError(
-                "Invalid value returned by the callable set with "
-                "`set_data_parallel_rank`. Expected a non-negative int. "
-                "Received: rank=None"
-            )
-        rank = _check_rank(rank)
+        rank = _call(rank)
+        if _traced:
+            _refuse_change(rank, "returned by the callable")
     return rank

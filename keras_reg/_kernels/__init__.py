@@ -14,6 +14,13 @@ the step per replica (TensorFlow's `MirroredStrategy` and
 units. JAX's `keras.distribution` runs one program over the global batch,
 in one process or several, so its masks already differ across devices and
 it needs no hook.
+
+`traced(value)` says whether a draw runs while a function is traced
+(`jax.jit`, `tf.function`): Python then runs once per trace, and what it
+reads, the data-parallel rank included, is a constant of the compiled
+function. torch has no such hook: eager torch runs Python at every call,
+and `torch.compile` guards on the Python values it read and recompiles
+when they change.
 """
 
 import importlib
@@ -23,8 +30,11 @@ import keras
 _MODULES = {"torch": "_torch", "tensorflow": "_tensorflow", "jax": "_jax"}
 # Modules with a `replica_id` of their own, apart from the kernels.
 _REPLICA_MODULES = {"torch": "_torch_distributed"}
+# Modules with a `traced(value)` hook.
+_TRACING_MODULES = {"jax": "_jax_tracing", "tensorflow": "_tensorflow_tracing"}
 _cache = {}
 _replica_cache = {}
+_tracing_cache = {}
 _gpu = {}
 
 
@@ -59,6 +69,22 @@ def replica_id():
         _replica_cache[backend] = getattr(module, "replica_id", None)
     hook = _replica_cache[backend]
     return hook() if hook else None
+
+
+def traced(value):
+    """Whether `value`, a tensor of a draw in progress, is being traced
+    into a compiled function (`jax.jit`, `tf.function`), where Python runs
+    once per trace; False on torch and eagerly."""
+    backend = keras.backend.backend()
+    if backend not in _tracing_cache:
+        name = _TRACING_MODULES.get(backend)
+        _tracing_cache[backend] = (
+            importlib.import_module(f"keras_reg._kernels.{name}").traced
+            if name
+            else None
+        )
+    hook = _tracing_cache[backend]
+    return bool(hook and hook(value))
 
 
 # --- the recurrence hooks ------------------------------------------------------
