@@ -44,6 +44,14 @@ so a change shows up as one failing test, not as silently wrong masks.
   cached predict function; Keras' `predict` reuses `model.predict_function`
   when it is set and traces one when it is `None`.
 
+- `saved_input_specs(path)`: the inputs of a functional or sequential
+  model saved in a `.keras` file, read from the file's `config.json`
+  without loading the model (`keras_reg.testing` checks the caller's
+  inputs before it starts a subprocess). The layout of that file is Keras'
+  own: `config.input_layers` (a leaf `[layer, node, tensor]`, a list of
+  leaves, or a dict of them for a model built on a dict of inputs), and
+  each `InputLayer`'s `batch_shape` and `dtype`.
+
 Not a function here, but held the same way: `VariationalRNN.call`
 (`layers/rnn/_sequence.py`) repeats the steps of `keras.layers.RNN.call`
 except the cell's dropout masks; a test lists every attribute Keras' call
@@ -51,6 +59,8 @@ uses and fails when a Keras release adds a step.
 """
 
 import functools
+import json
+import zipfile
 
 import keras
 from keras import tree
@@ -199,3 +209,62 @@ def predict_with(model, function, x, **kwargs):
         return result, model.predict_function
     finally:
         model.predict_function = plain
+
+
+def _input_leaves(spec):
+    """`[(key, layer name)]` of a saved `input_layers` structure."""
+    if isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str):
+        return [(spec[0], spec[0])]
+    if isinstance(spec, dict):
+        leaves = []
+        for key, value in spec.items():
+            leaves.extend((str(key), name) for _, name in _input_leaves(value))
+        return leaves
+    if isinstance(spec, (list, tuple)):
+        leaves = []
+        for value in spec:
+            leaves.extend(_input_leaves(value))
+        return leaves
+    return []
+
+
+def saved_input_specs(path):
+    """`(structure, [(name, shape, dtype)])` of the inputs of the model
+    saved at `path`: `structure` is `"dict"` (names are the dict's keys),
+    `"list"` or `"single"` (names are the input layers' names); `(None,
+    None)` for a subclassed model. Raises `ValueError` when `path` is not a
+    `.keras` file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise ValueError(f"{path!r} is not a `.keras` file ({error})") from None
+    config = saved.get("config") or {}
+    layers = {
+        layer.get("name", (layer.get("config") or {}).get("name")): layer
+        for layer in config.get("layers") or []
+        if isinstance(layer, dict)
+    }
+    if saved.get("class_name") == "Sequential":
+        first = (config.get("layers") or [{}])[0]
+        if first.get("class_name") != "InputLayer":
+            return None, None
+        name = first["config"].get("name", "input")
+        structure, leaves, layers = "single", [(name, name)], {name: first}
+    elif "input_layers" in config:
+        spec = config["input_layers"]
+        structure = "dict" if isinstance(spec, dict) else "list"
+        if isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str):
+            structure = "single"
+        leaves = _input_leaves(spec)
+    else:
+        return None, None
+    found = []
+    for key, name in leaves:
+        layer_config = (layers.get(name) or {}).get("config", {})
+        shape = layer_config.get("batch_shape")
+        dtype = layer_config.get("dtype")
+        if isinstance(dtype, dict):
+            dtype = (dtype.get("config") or {}).get("name")
+        found.append((key, None if shape is None else tuple(shape), dtype))
+    return structure, found

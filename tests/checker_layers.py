@@ -32,3 +32,21 @@ class Subclassed(keras.Model):
 
     def call(self, inputs):
         return self.dense(inputs)
+
+
+@keras.saving.register_keras_serializable(package="checker_tests")
+class TimesOnTorch(keras.layers.Layer):
+    """The identity, except on torch, where it multiplies by `factor`
+    (1.01): a 1% difference on one backend."""
+
+    def __init__(self, factor=1.01, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, inputs):
+        if keras.backend.backend() == "torch":
+            return inputs * self.factor
+        return inputs
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}

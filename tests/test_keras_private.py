@@ -282,3 +282,44 @@ def test_a_layer_saves_and_loads_through_a_store_without_contains():
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(theirs), keras.ops.convert_to_numpy(mine)
         )
+
+
+def test_saved_input_specs_reads_keras_config_json(tmp_path):
+    """`keras_reg.testing` reads a `.keras` file's inputs from Keras'
+    `config.json`: `input_layers` (a leaf, a list, a dict) and each
+    `InputLayer`'s `batch_shape` and `dtype`."""
+    a = keras.Input((3,), name="a")
+    b = keras.Input((2, 4), name="b", dtype="int32")
+    out = keras.layers.Dense(1)(keras.layers.Concatenate()([a, a]))
+    cases = {
+        "single": (keras.Model(a, out), "single", [("a", (None, 3), "float32")]),
+        "list": (
+            keras.Model([a, b], out),
+            "list",
+            [("a", (None, 3), "float32"), ("b", (None, 2, 4), "int32")],
+        ),
+        "dict": (
+            keras.Model({"first": a, "second": b}, out),
+            "dict",
+            [("first", (None, 3), "float32"), ("second", (None, 2, 4), "int32")],
+        ),
+        "sequential": (
+            keras.Sequential([keras.Input((5,), name="s"), keras.layers.Dense(2)]),
+            "single",
+            [("s", (None, 5), "float32")],
+        ),
+    }
+    for name, (model, structure, specs) in cases.items():
+        model.save(tmp_path / f"{name}.keras")
+        got = _keras_private.saved_input_specs(str(tmp_path / f"{name}.keras"))
+        assert got == (structure, specs), name
+
+    unbuilt = keras.Sequential([keras.layers.Dense(2)])
+    unbuilt.save(tmp_path / "unbuilt.keras")
+    assert _keras_private.saved_input_specs(str(tmp_path / "unbuilt.keras")) == (
+        None,
+        None,
+    )
+    (tmp_path / "bad.keras").write_text("not a zip file")
+    with pytest.raises(ValueError, match="is not a `.keras` file"):
+        _keras_private.saved_input_specs(str(tmp_path / "bad.keras"))

@@ -6,20 +6,14 @@ The worker runs in a subprocess with one backend:
   and compiles every recurrent layer's scan anew, 5 to 10 times slower here.
 - `gradients(model, inputs, loss_fn)` calls the model once with
   `training=True` from its current state, takes `loss_fn(outputs)` and
-  returns `(loss, [gradient of every trainable variable])` as NumPy arrays.
+  returns `(loss, [gradient of every trainable variable])` as tensors in
+  the dtype they were computed in (a bfloat16 gradient stays bfloat16: the
+  worker records it, and the judge judges it, as bfloat16).
 Each backend's own autodiff does the work; the backend is imported lazily.
 Neither writes the model's variables (the random streams do not advance).
 """
 
 import keras
-import numpy as np
-
-
-def _numpy(x):
-    x = keras.ops.convert_to_tensor(x)
-    if keras.backend.is_float_dtype(x.dtype):
-        x = keras.ops.cast(x, "float32")
-    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 def _tensorflow(model, inputs, loss_fn):
@@ -29,6 +23,8 @@ def _tensorflow(model, inputs, loss_fn):
     with tf.GradientTape() as tape:
         loss = loss_fn(model(inputs, training=True))
     grads = tape.gradient(loss, variables)
+    # An embedding's gradient is a `tf.IndexedSlices`.
+    grads = [g if g is None else tf.convert_to_tensor(g) for g in grads]
     return loss, grads
 
 
@@ -80,15 +76,17 @@ _BACKENDS = {"tensorflow": _tensorflow, "torch": _torch, "jax": _jax}
 
 
 def gradients(model, inputs, loss_fn):
-    """`(loss, gradients)` of one training-mode call, as NumPy arrays.
+    """`(loss, gradients)` of one training-mode call, as tensors in the
+    dtype each was computed in.
 
-    A variable the loss does not depend on gets a zero gradient.
+    A variable the loss does not depend on gets a zero gradient (in the
+    variable's dtype).
     """
     loss, grads = _BACKENDS[keras.backend.backend()](model, inputs, loss_fn)
     values = []
     for variable, grad in zip(model.trainable_variables, grads, strict=True):
         if grad is None:
-            values.append(np.zeros(variable.shape, "float32"))
+            values.append(keras.ops.zeros(variable.shape, variable.dtype))
         else:
-            values.append(_numpy(grad))
-    return _numpy(loss), values
+            values.append(grad)
+    return loss, values

@@ -1,4 +1,6 @@
-"""The report of `compare_backends`: statistics, the table, JSON, saving."""
+"""The report of `compare_backends`: the verdict, the first divergence,
+the table, JSON, saving the outputs. How each value is judged is
+`_judge.py`'s job."""
 
 import json
 import os
@@ -6,82 +8,7 @@ import platform
 
 import numpy as np
 
-# Default `(atol, rtol)` by the compute dtype of the compared value, set from
-# the cross-backend differences measured on the test suite's zoo model and
-# the demo models (docs/guides/checking-a-backend-switch.md has the
-# figures). Integer and boolean values must be equal.
-# float32: the zoo model (6 steps, 6 units) differs by at most 7e-6, the
-# demo's character model (64 steps, 384 units) by 3e-4 in its outputs and
-# 1.4e-3 in its gradients (rounding that the recurrence amplifies).
-# bfloat16: the zoo model differs by at most 0.15 (the character model by
-# 2, beyond any useful tolerance: compare deep recurrences in float32).
-# float16 and float64 are not measured: scaled from their precision.
-TOLERANCES = {
-    "float64": (1e-9, 1e-7),
-    "float32": (5e-3, 1e-3),
-    "float16": (5e-2, 1e-2),
-    "bfloat16": (0.3, 5e-2),
-}
-EXACT = (0.0, 0.0)
-# `max_rel` divides by `max(|b|, TINY)`; a float64 value, so never NaN.
-TINY = float(np.finfo("float64").tiny)
-HUGE = float(np.finfo("float64").max)
-MODES = ("inference", "training", "gradients")
-
-
-def tolerance(dtype, atol=None, rtol=None):
-    """`(atol, rtol)` for a value of `dtype`, the given ones taking over."""
-    default = TOLERANCES.get(dtype, EXACT)
-    return (
-        default[0] if atol is None else float(atol),
-        default[1] if rtol is None else float(rtol),
-    )
-
-
-def statistics(a, b, atol, rtol):
-    """`max_abs`, `max_rel`, `mean_abs`, `passed` and `excess` (the largest
-    `|a - b| / (atol + rtol * |b|)`) of `a` against the reference `b`.
-
-    NaN against NaN and equal infinities count as equal; any other
-    non-finite difference, or a shape mismatch, gives `HUGE` and fails.
-    """
-    a = np.asarray(a, "float64")
-    b = np.asarray(b, "float64")
-    if a.shape != b.shape:
-        return {
-            "max_abs": HUGE,
-            "max_rel": HUGE,
-            "mean_abs": HUGE,
-            "passed": False,
-            "excess": HUGE,
-            "why": f"shape {a.shape} against {b.shape}",
-        }
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.where(same, 0.0, np.abs(a - b))
-    diff = np.where(np.isfinite(diff), diff, HUGE)
-    scale = np.where(np.isfinite(b), np.abs(b), HUGE)
-    if diff.size == 0:
-        return {
-            "max_abs": 0.0,
-            "max_rel": 0.0,
-            "mean_abs": 0.0,
-            "passed": True,
-            "excess": 0.0,
-        }
-    bound = atol + rtol * scale
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rel = diff / np.maximum(scale, TINY)
-        excess = np.where(diff == 0, 0.0, diff / np.maximum(bound, TINY))
-    with np.errstate(over="ignore"):
-        mean = float(np.mean(diff))
-    return {
-        "max_abs": float(diff.max()),
-        "max_rel": float(min(rel.max(), HUGE)),
-        "mean_abs": min(mean, HUGE) if np.isfinite(mean) else HUGE,
-        "passed": bool(np.all(diff <= bound)),
-        "excess": float(min(excess.max(), HUGE)),
-    }
+from keras_reg.testing._judge import MEAN_DTYPES, MEAN_SHARE
 
 
 def _layer_of(entry):
@@ -98,6 +25,8 @@ class BackendReport:
     Attributes:
         passed: True when every compared value is within tolerance and
             every backend ran.
+        compared: the number of comparisons made (0 with one backend and
+            no reference: the run only recorded outputs).
         backends: the backends that were run.
         reference: the reference: a backend's name, or the folder given
             as `reference`.
@@ -110,6 +39,7 @@ class BackendReport:
         errors: `{"backend", "message"}` for each backend that could not run.
         notes: sentences about what was left out of the comparison (the
             layers of a subclassed model, for instance).
+        tolerances: the `atol` and `rtol` given (None: by dtype).
         seconds: the wall time of the whole check, and `timings` per backend.
 
     Example:
@@ -131,6 +61,7 @@ class BackendReport:
         timings=None,
         seconds=0.0,
         results=None,
+        tolerances=None,
     ):
         self.backends = list(backends)
         self.reference = reference
@@ -142,6 +73,8 @@ class BackendReport:
         self.timings = dict(timings or {})
         self.seconds = float(seconds)
         self._results = results or {}
+        self.tolerances = dict(tolerances or {"atol": None, "rtol": None})
+        self.compared = len(self.comparisons)
         self.passed = not self.errors and all(c["passed"] for c in self.comparisons)
         self.first_divergence = self._first_divergence()
 
@@ -164,11 +97,33 @@ class BackendReport:
                             }
         return None
 
+    def verdict(self):
+        """`"PASSED"`, `"FAILED"`, or `"NOTHING COMPARED"` (every backend
+        ran, but there was nothing to compare with)."""
+        if not self.passed:
+            return "FAILED"
+        return "PASSED" if self.compared else "NOTHING COMPARED"
+
+    def _tolerances(self):
+        by_dtype = {}
+        for c in self.comparisons:
+            by_dtype.setdefault(c["dtype"], {"atol": c["atol"], "rtol": c["rtol"]})
+        return {
+            "atol": self.tolerances.get("atol"),
+            "rtol": self.tolerances.get("rtol"),
+            "mean_share": MEAN_SHARE,
+            "mean_dtypes": list(MEAN_DTYPES),
+            "by_dtype": by_dtype,
+        }
+
     def to_dict(self):
         """The report as plain JSON data: `{"passed", "backends",
         "reference", "comparisons", "first_divergence", "non_portable",
-        "errors"}`; each comparison is `{"mode", "backend", "kind", "name",
-        "max_abs", "max_rel", "mean_abs", "passed"}`."""
+        "errors", "compared", "tolerances", "notes"}`; each comparison is
+        `{"mode", "backend", "kind", "name", "max_abs", "max_rel",
+        "mean_abs", "passed"}`; `tolerances` is `{"atol", "rtol"}` as given
+        (None: by dtype), `"mean_share"` and `"by_dtype"`: `{dtype:
+        {"atol", "rtol"}}` for each compute dtype judged."""
         keys = ("mode", "backend", "kind", "name", "max_abs", "max_rel")
         keys += ("mean_abs", "passed")
         return {
@@ -181,6 +136,9 @@ class BackendReport:
             ),
             "non_portable": [dict(item) for item in self.non_portable],
             "errors": [dict(item) for item in self.errors],
+            "compared": self.compared,
+            "tolerances": self._tolerances(),
+            "notes": list(self.notes),
         }
 
     def _rows(self):
@@ -243,11 +201,22 @@ class BackendReport:
                 f"non-portable: {item['layer']!r} ({item['class']}) draws "
                 f"backend-native random numbers; use instead: {item['suggestion']}"
             )
+        for c in self.comparisons:
+            if c.get("why"):
+                lines.append(
+                    f"failed: {c['kind']} {c['name']!r} ({c['mode']}, "
+                    f"{c['backend']}): {c['why']}"
+                )
         for note in self.notes:
             lines.append(f"note: {note}")
         for error in self.errors:
             lines.append(f"error: {error['backend']}: {error['message']}")
-        lines.append(f"{'PASSED' if self.passed else 'FAILED'} in {self.seconds:.1f} s")
+        if not self.compared and not self.errors:
+            lines.append(
+                "nothing compared: one backend and no reference; the outputs "
+                "were recorded (save them with save_outputs)"
+            )
+        lines.append(f"{self.verdict()} in {self.seconds:.1f} s")
         return "\n".join(lines)
 
     def __repr__(self):

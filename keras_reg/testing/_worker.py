@@ -24,15 +24,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_reg.testing import _portable  # noqa: E402
+from keras_reg.testing import _judge, _portable  # noqa: E402
 
 
 def _numpy(x):
+    """`(array, dtype)`: a float16 or bfloat16 tensor is held as float32
+    (exactly: every such value is a float32 value), its dtype recorded."""
     x = keras.ops.convert_to_tensor(x)
     dtype = keras.backend.standardize_dtype(x.dtype)
-    if keras.backend.is_float_dtype(dtype):
-        x = keras.ops.cast(x, "float32" if dtype != "float64" else "float64")
+    if dtype in ("float16", "bfloat16"):
+        x = keras.ops.cast(x, "float32")
     return np.asarray(keras.ops.convert_to_numpy(x)), dtype
+
+
+def _model_compute_dtype(model):
+    """The least precise floating dtype any layer of `model` computes in."""
+    from keras_reg import _walk
+
+    dtypes = [getattr(layer, "compute_dtype", None) for layer in _walk.walk(model)]
+    return _judge.compute_dtype([d for d in dtypes if d])
 
 
 def _is_graph_model(model):
@@ -56,7 +66,9 @@ def _named(name, tensors):
 
 def _layer_outputs(model, prefix=""):
     """`(name, symbolic tensor)` of every layer of a graph model, in
-    topological order, and the layers left out with the reason."""
+    topological order (`model.layers` is; a nested model's layers come
+    before the nested model's own output), and the layers left out with the
+    reason."""
     from keras_reg import _keras_private
 
     found, skipped = [], []
@@ -65,23 +77,25 @@ def _layer_outputs(model, prefix=""):
             continue
         name = prefix + layer.name
         try:
-            found.extend(_named(name, layer.output))
+            own = _named(name, layer.output)
         except (AttributeError, ValueError) as error:
             skipped.append(f"{name}: {error}".splitlines()[0])
             continue
         if isinstance(layer, keras.Model) and _is_graph_model(layer):
             inputs = _keras_private.call_inputs(layer)
+            inner, inner_skipped = [], []
             if inputs is None:
                 skipped.append(f"{name}: its call inputs are unknown")
-                continue
-            inner, inner_skipped = _layer_outputs(layer, prefix=name + "/")
+            else:
+                inner, inner_skipped = _layer_outputs(layer, prefix=name + "/")
             skipped.extend(inner_skipped)
-            if not inner:
-                continue
-            # `layer.inputs`: a nested Sequential's `input` is the outer one.
-            probe = keras.Model(list(layer.inputs), [t for _, t in inner])
-            called = _flat(probe(list(inputs)))
-            found.extend((n, t) for (n, _), t in zip(inner, called, strict=True))
+            if inner:
+                # `layer.inputs`: a nested Sequential's `input` is the outer
+                # one.
+                probe = keras.Model(list(layer.inputs), [t for _, t in inner])
+                called = _flat(probe(list(inputs)))
+                found.extend((n, t) for (n, _), t in zip(inner, called, strict=True))
+        found.extend(own)
     return found, skipped
 
 
@@ -148,13 +162,27 @@ def run(spec):
             variable.assign(value)
 
     entries, arrays = [], {}
+    model_dtype = _model_compute_dtype(model)
 
     def record(mode, kind, name, value):
         array, dtype = _numpy(value)
         key = f"a{len(entries)}"
         arrays[key] = array
+        # A value computed from bfloat16 values is judged as bfloat16, even
+        # where a float32 tensor holds it (a mixed policy's gradients, the
+        # loss, a float32 head).
+        compute = dtype
+        if keras.backend.is_float_dtype(dtype):
+            compute = _judge.compute_dtype([dtype, model_dtype or dtype])
         entries.append(
-            {"mode": mode, "kind": kind, "name": name, "dtype": dtype, "key": key}
+            {
+                "mode": mode,
+                "kind": kind,
+                "name": name,
+                "dtype": dtype,
+                "compute_dtype": compute,
+                "key": key,
+            }
         )
 
     for mode in spec["modes"]:
