@@ -122,7 +122,10 @@ def main():
 
     rows = []
     for backend in args.backends:
-        print(f"=== {backend} ===", flush=True)
+        # The machine's load when this backend's run starts: the figures of
+        # a busy machine spread, and the tables say how busy it was.
+        load = round(os.getloadavg()[0], 1)
+        print(f"=== {backend} (load average {load}) ===", flush=True)
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
         if args.figures:
@@ -131,6 +134,7 @@ def main():
         for line in proc.stdout.splitlines():
             if line.startswith("{"):
                 row = json.loads(line)
+                row["load"] = load
                 rows.append(row)
                 print(f"  {row['figure']}: {row['ratio']:.2f}x", flush=True)
         if proc.returncode != 0:
@@ -338,8 +342,11 @@ REFERENCES = {
     "one `train_on_batch` or `predict_on_batch` each.",
     "recurrent_modes": "torch: the reference is `torch.nn.LSTM` of the same "
     "size with input dropout .2, the fused kernel with no recurrent dropout "
-    "at all; TensorFlow and JAX: the same `VariationalLSTM` with weight drop "
-    "(AWD-LSTM) instead of a batch-shared recurrent mask. One "
+    "at all, and both sides run the same raw torch training step (forward, "
+    "`backward()`, `torch.optim.SGD`; `suite._torch_train_step`) at torch's "
+    "default thread count, with no Keras `train_on_batch` on either side; "
+    "TensorFlow and JAX: the same `VariationalLSTM` with weight drop "
+    "(AWD-LSTM) instead of a batch-shared recurrent mask, one "
     "`train_on_batch` each.",
     "mc_predict": "The reference is 30 calls of `model.predict(x)` on the same "
     "model: the time of 30 forward passes, without drawing any mask.",
@@ -420,6 +427,15 @@ def render_tables(results, level):
     else:
         lines.append(
             "- Dates: " + ", ".join(f"{d} ({n} rows)" for d, n in sorted(dates.items()))
+        )
+    loads = [row["load"] for row in rows if "load" in row]
+    if loads:
+        lines.append(
+            f"- Load average (1 min) at the start of a run: {min(loads):g} to "
+            f"{max(loads):g} ({len(loads)} rows; not recorded for the others)"
+            if len(loads) < len(rows)
+            else f"- Load average (1 min) at the start of a run: {min(loads):g} "
+            f"to {max(loads):g}"
         )
     lines += ["", LEGEND, ""]
     groups = {}

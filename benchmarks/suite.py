@@ -430,68 +430,109 @@ AWD_BATCH = {
 }
 
 
-def _torch_lstm(units, dropout):
-    """`torch.nn.LSTM` after input dropout, as a Keras layer (the last
-    output): torch's own fused kernel, the reference of the torch rows."""
+def _torch_train_step(forward, parameters, x, y, units=128):
+    """One raw torch training step: `forward(x)` (the last output), a
+    `torch.nn.Linear(units, 1)` head, the mean squared error, `backward()`
+    and `torch.optim.SGD` over `parameters` and the head's. The torch rows
+    of `recurrent_dropout_modes` put both sides through this same step, so
+    that neither pays for Keras' `train_on_batch` or an optimizer the other
+    does not (issue 28, section 6)."""
     import torch
 
-    class TorchLSTM(keras.layers.Layer):
-        def build(self, shape):
-            module = torch.nn.LSTM(shape[-1], units, batch_first=True)
-            self.lstm = keras.layers.TorchModuleWrapper(module)
+    torch.manual_seed(0)
+    head = torch.nn.Linear(units, 1)
+    optimizer = torch.optim.SGD([*parameters, *head.parameters()], lr=0.01)
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
 
-        def call(self, x, training=False):
-            x = torch.nn.functional.dropout(x, dropout, training=bool(training))
-            return self.lstm(x)[0][:, -1]
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(head(forward(x)), y)
+        loss.backward()
+        optimizer.step()
 
-        def compute_output_shape(self, shape):
-            return (shape[0], units)
+    step()
+    return step
 
-    return TorchLSTM()
+
+def _keras_layer_step(layer, x, y, units=128):
+    """`_torch_train_step` over a keras_reg layer, called eagerly in
+    training mode."""
+    layer.build(x.shape)
+    parameters = [v.value for v in layer.trainable_variables]
+    return _torch_train_step(lambda x: layer(x, training=True), parameters, x, y, units)
+
+
+def _torch_lstm_step(x, y, units=128, dropout=0.2):
+    """`_torch_train_step` over `torch.nn.LSTM` (torch's fused kernel) after
+    input dropout: the reference of the torch rows."""
+    import torch
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(x.shape[-1], units, batch_first=True)
+
+    def forward(x):
+        x = torch.nn.functional.dropout(x, dropout, training=True)
+        return lstm(x)[0][:, -1]
+
+    return _torch_train_step(forward, list(lstm.parameters()), x, y, units)
+
+
+def torch_threads():
+    """torch's intra-op thread count in this process (the default unless
+    the environment sets one, e.g. `OMP_NUM_THREADS`)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def recurrent_dropout_modes():
     """Issue 25: recurrent dropout at the fused kernel's speed. torch: the
     batch-shared recurrent mask (folded into the kernel: torch's fused
     LSTM) and the per-sample mask (the hand-written BPTT) against
-    `torch.nn.LSTM` with input dropout; TensorFlow and JAX: the
-    batch-shared mask against weight drop at AWD-LSTM's rates. Train steps
-    (`train_on_batch`), interleaved medians."""
+    `torch.nn.LSTM` with input dropout, each side a raw torch training step
+    (`_torch_train_step`: forward, backward, SGD; no Keras `train_on_batch`
+    on either side) at torch's default thread count; TensorFlow and JAX:
+    the batch-shared mask against weight drop at AWD-LSTM's rates, both
+    through `train_on_batch`. Interleaved medians of 41 repeats."""
     from keras_reg.layers import VariationalLSTM
 
     group = "Recurrent dropout modes, train step, B=64 T=100 F=32 units=128"
     x, y = _rnn_case()
+    rows = []
     if BACKEND == "torch":
+        reference = (
+            f"torch.nn.LSTM, input dropout .2 (raw torch step, "
+            f"{torch_threads()} threads)"
+        )
         cases = [
             (
                 "VariationalLSTM(dropout .2, recurrent .2, mode batch)",
-                lambda: VariationalLSTM(128, seed=1, **BATCH_SHARED),
-                "torch.nn.LSTM, input dropout .2",
-                lambda: _torch_lstm(128, 0.2),
+                BATCH_SHARED,
                 "<= 1.05",
             ),
-            (
-                "VariationalLSTM(dropout .2, recurrent .2) (per sample)",
-                lambda: VariationalLSTM(128, seed=1, **DROP),
-                "torch.nn.LSTM, input dropout .2",
-                lambda: _torch_lstm(128, 0.2),
-                "<= 1.5",
-            ),
+            ("VariationalLSTM(dropout .2, recurrent .2) (per sample)", DROP, "<= 1.5"),
         ]
-    else:
-        cases = [
-            (
-                "VariationalLSTM(dropout .2, recurrent .3 batch, output .2)",
-                lambda: VariationalLSTM(128, seed=1, **AWD_BATCH),
-                "VariationalLSTM(dropout .2, weight .3, output .2) (AWD-LSTM)",
-                lambda: VariationalLSTM(128, seed=1, **AWD),
-                "<= 1.0",
-            ),
-        ]
-    rows = []
-    for figure, ours, reference, ref, target in cases:
-        times = interleaved(_rnn_step(ours(), x, y), _rnn_step(ref(), x, y), 15, 3)
-        rows.append(_row(group, figure, reference, target, times))
+        for figure, rates, target in cases:
+            times = interleaved(
+                _keras_layer_step(VariationalLSTM(128, seed=1, **rates), x, y),
+                _torch_lstm_step(x, y),
+                41,
+                5,
+            )
+            rows.append(_row(group, figure, reference, target, times))
+        return rows
+    ours = VariationalLSTM(128, seed=1, **AWD_BATCH)
+    ref = VariationalLSTM(128, seed=1, **AWD)
+    times = interleaved(_rnn_step(ours, x, y), _rnn_step(ref, x, y), 41, 5)
+    rows.append(
+        _row(
+            group,
+            "VariationalLSTM(dropout .2, recurrent .3 batch, output .2)",
+            "VariationalLSTM(dropout .2, weight .3, output .2) (AWD-LSTM)",
+            "<= 1.0",
+            times,
+        )
+    )
     return rows
 
 

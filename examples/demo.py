@@ -1,23 +1,35 @@
-"""`make demo`: runs the three example models, prints one summary table and
-writes the figures, `summary.md` and `summary.json` into `demo_output/`.
+"""`make demo`: runs the example models side by side, prints one summary
+table and writes the figures, `summary.md` and `summary.json` into
+`demo_output/`.
 
-The run is deterministic on one machine (`examples._common.deterministic`:
-one thread, TensorFlow's op determinism or torch's deterministic
-algorithms); the docs quote the figures of `docs/figures/demo_record.json`,
-a copy of such a run's `summary.json`, and `tests/test_demo_figures.py`
-holds them to it.
+The demo is a list of steps (`STEPS`). Each step runs in a fresh process of
+its own, on one thread and deterministically
+(`examples._common.deterministic`: TensorFlow's op determinism or torch's
+deterministic algorithms), and as many steps run at a time as there are CPU
+cores (`--jobs`). Each step seeds its own models, so its figures do not
+depend on which steps ran before it or beside it: `summary.json` is the same
+with `--jobs 1` and with `--jobs 2`. The docs quote the figures of
+`docs/figures/demo_record.json`, a copy of such a run's `summary.json`, and
+`tests/test_demo_figures.py` holds them to it.
 
 make demo                  # TensorFlow
 make demo BACKEND=jax      # or torch
 
-    python -m examples.demo --quick   # tiny settings, for a smoke run
+    python -m examples.demo --quick    # tiny settings, for a smoke run
+    python -m examples.demo --jobs 1   # one step at a time
 """
 
 import argparse
+import concurrent.futures
 import importlib
 import json
+import math
 import os
+import pathlib
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -25,6 +37,7 @@ import keras
 from examples import backend_check, char_lm, cnn_digits, uncertainty
 from examples._common import OUTPUT_DIR, deterministic, markdown_table
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ["example", "metric", "value"]
 
 SETTINGS = {
@@ -48,135 +61,399 @@ SETTINGS = {
     },
 }
 
+# Thread counts for every step's process, set before it imports a backend:
+# one thread each, so that N steps side by side use N cores and a busy
+# machine slows each step by its share of the cores, not by threads
+# fighting over them. (`deterministic` sets TensorFlow's and torch's counts
+# too; XLA's CPU client reads only the environment.)
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
 
-def run(settings, output_dir=OUTPUT_DIR, progress=True, samples=30):
-    """Runs the three examples; `main` makes the process deterministic
-    first (`examples._common.deterministic`), for the whole process."""
-    timings, figures = {}, []
-    start = time.perf_counter()
-    cnn = cnn_digits.run(settings["cnn_epochs"], progress=progress)
-    figures.append(cnn_digits.plot(cnn, output_dir))
-    timings["cnn_digits"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    lm = char_lm.run(
-        settings["lm_epochs"],
-        settings["lm_train_chars"],
-        settings["lm_val_chars"],
-        settings["lm_units"],
-        progress=progress,
-        sample_length=settings["sample_length"],
-    )
-    figures.append(char_lm.plot(lm, output_dir))
-    timings["char_lm"] = time.perf_counter() - start
+# --- The steps ------------------------------------------------------------------
+#
+# A step is `(name, module, function)`: `module.function(settings,
+# output_dir, progress)` runs in a process of its own (fresh, one thread,
+# deterministic; `settings` is a dict of `SETTINGS` plus `mc_samples`). It
+# writes its figures into `output_dir` and returns a JSON-serializable dict:
+#
+#   "rows":     [[example, metric, value], ...]: its rows of the summary
+#               table, and of summary.json's "metrics";
+#   "markdown": its section of summary.md, heading included;
+#   "figures":  the paths of the figures it wrote;
+#   "lines":    (optional) lines printed after the summary table;
+#   "record":   (optional) entries added to summary.json.
+#
+# A new example plugs in by adding its step to `STEPS` (and its CPU
+# seconds to `CPU_SECONDS`). An example whose models are independent can
+# run as several steps, one per model, that `JOINED` puts back together:
+# the character models train side by side this way.
 
-    start = time.perf_counter()
-    mc = uncertainty.run(settings["mc_epochs"], samples=samples, progress=progress)
-    figures.append(uncertainty.plot(mc, output_dir))
-    timings["uncertainty"] = time.perf_counter() - start
 
-    rows = []
-    base, reg = cnn
-    rows.append(
-        [
-            "cnn_digits",
-            "train-val accuracy gap, baseline -> regularized",
-            f"{base['acc_gap']:.3f} -> {reg['acc_gap']:.3f}",
-        ]
-    )
-    rows.append(
-        [
-            "cnn_digits",
-            "val accuracy, baseline -> regularized",
-            f"{base['val_acc']:.3f} -> {reg['val_acc']:.3f}",
-        ]
-    )
-    for r in lm["results"]:
-        rows.append(
-            [
-                "char_lm",
-                f"{r['model']} best val bits/char (epoch)",
-                f"{r['best_val_bpc']:.3f} ({r['best_epoch']}/{r['epochs']})",
-            ]
+def char_lm_model_step(kind):
+    """The step that trains one of the character models (`char_lm.KINDS`):
+    the three train side by side, each seeded on its own, and
+    `combine_char_lm` makes their section."""
+
+    def step(settings, output_dir, progress):
+        del output_dir
+        lm = char_lm.run(
+            settings["lm_epochs"],
+            settings["lm_train_chars"],
+            settings["lm_val_chars"],
+            settings["lm_units"],
+            kinds=(kind,),
+            progress=progress,
+            sample_length=settings["sample_length"],
         )
-    for shift in uncertainty.SHIFTS:
-        for method in uncertainty.METHODS:
-            value = mc["aurocs"][method][shift]
-            rows.append(
-                ["uncertainty", f"AUROC clean vs {shift}, {method}", f"{value:.3f}"]
-            )
-    summary = _summary(cnn, lm, mc, rows, timings, figures)
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "summary.md")
-    with open(path, "w") as f:
-        f.write(summary)
-    record = _record(settings, samples, rows, lm)
-    with open(os.path.join(output_dir, "summary.json"), "w") as f:
-        json.dump(record, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    return {
-        "rows": rows,
-        "lm_verdicts": char_lm.verdicts(lm),
-        "summary": path,
-        "figures": figures,
-        "timings": timings,
+        (result,) = lm["results"]
+        return {
+            "rows": [],
+            "markdown": "",
+            "figures": [],
+            "char_lm": {"result": result, "sample": lm["sample"]},
+            "settings": lm["settings"],
+        }
+
+    return step
+
+
+def combine_char_lm(parts, output_dir):
+    """The character models' section, rows, figure and curves, from the
+    results of their steps (in `char_lm.KINDS` order): the sample is that of
+    the model with the lowest last-epoch validation bits/char, as
+    `char_lm.run` picks it."""
+    results = [part["char_lm"]["result"] for part in parts]
+    best = min(range(len(parts)), key=lambda i: results[i]["last_val_bpc"])
+    lm = {
+        "results": results,
+        "best": results[best]["model"],
+        "sample": parts[best]["char_lm"]["sample"],
+        "settings": parts[0]["settings"],
     }
-
-
-def _record(settings, samples, rows, lm):
-    """What `summary.json` holds: the settings and versions of the run, and
-    each metric's printed value, by "example: metric"."""
-    backend = keras.backend.backend()
-    backend_version = importlib.import_module(backend).__version__
-    return {
-        "backend": backend,
-        "versions": {"keras": keras.__version__, backend: backend_version},
-        "settings": dict(settings, mc_samples=samples),
-        "metrics": {f"{example}: {metric}": value for example, metric, value in rows},
-        "char_lm_val_bpc": {
-            r["model"]: [
-                round(char_lm.bits_per_char(v), 4) for v in r["history"]["val_loss"]
-            ]
-            for r in lm["results"]
-        },
-    }
-
-
-def _summary(cnn, lm, mc, rows, timings, figures):
-    backend = keras.backend.backend()
-    parts = [
-        f"# keras_reg demo ({backend})",
-        "",
-        markdown_table(HEADER, rows),
-        "",
-        "## cnn_digits",
-        "",
-        cnn_digits.format_table(cnn),
-        "",
+    figure = char_lm.plot(lm, output_dir)
+    rows = [
+        [
+            "char_lm",
+            f"{r['model']} best val bits/char (epoch)",
+            f"{r['best_val_bpc']:.3f} ({r['best_epoch']}/{r['epochs']})",
+        ]
+        for r in results
+    ]
+    verdicts = char_lm.verdicts(lm)
+    markdown = [
         "## char_lm",
         "",
         char_lm.format_table(lm),
         "",
-        *[f"- {line}" for line in char_lm.verdicts(lm)],
+        *[f"- {line}" for line in verdicts],
         "",
         f"Sample from {lm['best']} (the lowest last-epoch validation bits/char):",
         "",
         "```",
         lm["sample"],
         "```",
-        "",
-        "## uncertainty",
-        "",
-        uncertainty.format_table(mc),
-        "",
+    ]
+    val_bpc = {
+        r["model"]: [
+            round(char_lm.bits_per_char(v), 4) for v in r["history"]["val_loss"]
+        ]
+        for r in results
+    }
+    return {
+        "rows": rows,
+        "markdown": "\n".join(markdown),
+        "figures": [figure],
+        "lines": verdicts,
+        "record": {"char_lm_val_bpc": val_bpc},
+    }
+
+
+def uncertainty_step(settings, output_dir, progress):
+    mc = uncertainty.run(
+        settings["mc_epochs"], samples=settings["mc_samples"], progress=progress
+    )
+    rows = [
+        [
+            "uncertainty",
+            f"AUROC clean vs {shift}, {method}",
+            f"{mc['aurocs'][method][shift]:.3f}",
+        ]
+        for shift in uncertainty.SHIFTS
+        for method in uncertainty.METHODS
+    ]
+    return {
+        "rows": rows,
+        "markdown": "## uncertainty\n\n" + uncertainty.format_table(mc),
+        "figures": [uncertainty.plot(mc, output_dir)],
+    }
+
+
+def cnn_digits_step(settings, output_dir, progress):
+    cnn = cnn_digits.run(settings["cnn_epochs"], progress=progress)
+    base, reg = cnn
+    rows = [
+        [
+            "cnn_digits",
+            "train-val accuracy gap, baseline -> regularized",
+            f"{base['acc_gap']:.3f} -> {reg['acc_gap']:.3f}",
+        ],
+        [
+            "cnn_digits",
+            "val accuracy, baseline -> regularized",
+            f"{base['val_acc']:.3f} -> {reg['val_acc']:.3f}",
+        ],
+    ]
+    return {
+        "rows": rows,
+        "markdown": "## cnn_digits\n\n" + cnn_digits.format_table(cnn),
+        "figures": [cnn_digits.plot(cnn, output_dir)],
+    }
+
+
+def backend_check_step(settings, output_dir, progress):
+    """`keras_reg.testing.compare_backends` on the character model, every
+    installed backend (`examples.backend_check`)."""
+    del output_dir, progress
+    report, seconds = backend_check.run(units=settings["lm_units"])
+    return {
+        "rows": [],
+        "markdown": backend_check.section(report, seconds).rstrip("\n"),
+        "figures": [],
+        "lines": [f"backend check ({keras.backend.backend()} runs the demo):"]
+        + str(report).splitlines(),
+    }
+
+
+char_lstm_step = char_lm_model_step("lstm")
+char_variational_step = char_lm_model_step("variational")
+char_layer_norm_step = char_lm_model_step("layer_norm")
+
+# The steps, in the order of the summary table and summary.md.
+STEPS = [
+    ("cnn_digits", "examples.demo", "cnn_digits_step"),
+    ("char_lm: lstm", "examples.demo", "char_lstm_step"),
+    ("char_lm: variational", "examples.demo", "char_variational_step"),
+    ("char_lm: layer_norm", "examples.demo", "char_layer_norm_step"),
+    ("uncertainty", "examples.demo", "uncertainty_step"),
+    # Further examples plug in here: ("name", "examples.module", "function").
+]
+# Steps whose results one function joins into one part of the summary:
+# {part: (steps, function(their results, output_dir) -> a step's result)}.
+JOINED = {
+    "char_lm": (
+        ("char_lm: lstm", "char_lm: variational", "char_lm: layer_norm"),
+        combine_char_lm,
+    ),
+}
+# `make demo` ends with the backend check of the character model; `run`
+# without it runs the examples only.
+CHECK_STEP = ("backend check", "examples.demo", "backend_check_step")
+# Each step's CPU seconds on TensorFlow (full settings, 2026-12-06): the
+# steps start longest first, so that the last to end is a short one. A step
+# not listed starts first.
+CPU_SECONDS = {
+    "cnn_digits": 30,
+    "char_lm: lstm": 40,
+    "char_lm: variational": 40,
+    "char_lm: layer_norm": 40,
+    "uncertainty": 50,
+    "backend check": 20,
+}
+
+
+# --- Running the steps ----------------------------------------------------------
+
+
+def default_jobs():
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _step_worker(module, function, settings, output_dir, progress, result_path):
+    """In a step's own process: runs it deterministically and writes its
+    result, its CPU seconds and its wall seconds to `result_path`."""
+    deterministic()
+    start = time.perf_counter()
+    part = getattr(importlib.import_module(module), function)(
+        settings, output_dir, progress
+    )
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    part["cpu_s"] = time.process_time() + children.ru_utime + children.ru_stime
+    part["work_s"] = time.perf_counter() - start
+    with open(result_path, "w") as f:
+        json.dump(part, f, ensure_ascii=False)
+
+
+def _launch(step, settings, output_dir, progress, folder):
+    """Runs one step in a fresh process; returns its result, with its wall
+    time from launch to exit (`seconds`, imports included)."""
+    name, module, function = step
+    slug = "".join(c if c.isalnum() else "_" for c in name)
+    result_path = os.path.join(folder, f"{slug}.json")
+    log_path = os.path.join(folder, f"{slug}.log")
+    args = {
+        "module": module,
+        "function": function,
+        "settings": settings,
+        "output_dir": os.path.abspath(output_dir),
+        "progress": progress,
+        "result_path": result_path,
+    }
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), **ONE_THREAD)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [sys.executable, "-m", "examples.demo", "--step", json.dumps(args)]
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        with open(log_path) as log:
+            tail = log.read()[-4000:]
+        raise RuntimeError(
+            f"demo step {name!r} failed (exit {proc.returncode}); its output "
+            f"ends with:\n{tail}"
+        )
+    with open(result_path) as f:
+        part = json.load(f)
+    part["seconds"] = seconds
+    return part
+
+
+def run_steps(steps, settings, output_dir, progress=True, jobs=None):
+    """Runs `steps`, `jobs` at a time (default: one per CPU core), each in a
+    process of its own; prints a line per step as it ends. Returns
+    `{name: result}`."""
+    jobs = max(1, min(jobs or default_jobs(), len(steps)))
+    os.makedirs(output_dir, exist_ok=True)
+    longest_first = sorted(steps, key=lambda s: -CPU_SECONDS.get(s[0], math.inf))
+    parts = {}
+    with tempfile.TemporaryDirectory(prefix="keras_reg_demo_") as folder:
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            futures = {
+                pool.submit(_launch, step, settings, output_dir, progress, folder): (
+                    step[0]
+                )
+                for step in longest_first
+            }
+            if progress:
+                names = ", ".join(step[0] for step in steps)
+                print(
+                    f"demo: {len(steps)} steps ({names}), {jobs} at a time, "
+                    "one thread each",
+                    flush=True,
+                )
+            for future in concurrent.futures.as_completed(futures):
+                name = futures[future]
+                part = parts[name] = future.result()
+                if progress:
+                    print(
+                        f"  {name:<22} {part['seconds']:6.1f} s "
+                        f"(CPU {part['cpu_s']:.1f} s)",
+                        flush=True,
+                    )
+    return {step[0]: parts[step[0]] for step in steps}
+
+
+def run(
+    settings,
+    output_dir=OUTPUT_DIR,
+    progress=True,
+    samples=30,
+    jobs=None,
+    steps=None,
+):
+    """Runs the demo's steps side by side (`run_steps`) and writes
+    `summary.md` and `summary.json` into `output_dir`."""
+    steps = STEPS if steps is None else steps
+    settings = dict(settings, mc_samples=samples)
+    start = time.perf_counter()
+    done = run_steps(steps, settings, output_dir, progress, jobs)
+    timings = {name: part["seconds"] for name, part in done.items()}
+    cpu = {name: part["cpu_s"] for name, part in done.items()}
+    parts = _join(done, output_dir)
+    wall = time.perf_counter() - start
+    rows = [row for part in parts.values() for row in part["rows"]]
+    figures = [f for part in parts.values() for f in part["figures"]]
+    summary = _summary(parts, rows, figures, timings, wall)
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "summary.md")
+    with open(path, "w") as f:
+        f.write(summary)
+    record = _record(settings, rows, parts)
+    with open(os.path.join(output_dir, "summary.json"), "w") as f:
+        json.dump(record, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    return {
+        "rows": rows,
+        "lm_verdicts": parts.get("char_lm", {}).get("lines", []),
+        "lines": {name: part.get("lines", []) for name, part in parts.items()},
+        "summary": path,
+        "figures": figures,
+        "timings": timings,
+        "cpu": cpu,
+        "wall": wall,
+    }
+
+
+def _join(done, output_dir):
+    """`{part: result}` in the order of the steps, the results of `JOINED`
+    steps joined into their part."""
+    parts = {}
+    for name, part in done.items():
+        joined = next((j for j, (names, _) in JOINED.items() if name in names), None)
+        if joined is None:
+            parts[name] = part
+        elif joined not in parts:
+            names, function = JOINED[joined]
+            parts[joined] = function([done[n] for n in names if n in done], output_dir)
+    return parts
+
+
+def _record(settings, rows, parts):
+    """What `summary.json` holds: the settings and versions of the run, each
+    metric's printed value by "example: metric", and the steps' own
+    entries (the character models' validation curves)."""
+    backend = keras.backend.backend()
+    backend_version = importlib.import_module(backend).__version__
+    record = {
+        "backend": backend,
+        "versions": {"keras": keras.__version__, backend: backend_version},
+        "settings": settings,
+        "metrics": {f"{example}: {metric}": value for example, metric, value in rows},
+    }
+    for part in parts.values():
+        record.update(part.get("record", {}))
+    return record
+
+
+def _summary(parts, rows, figures, timings, wall):
+    backend = keras.backend.backend()
+    lines = [f"# keras_reg demo ({backend})", "", markdown_table(HEADER, rows), ""]
+    for part in parts.values():
+        lines += [part["markdown"], ""]
+    lines += [
         "## figures",
         "",
         *[f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figures],
         "",
-        "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
+        "Time, each step in a process of its own (side by side): "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; {wall:.0f} s in all.",
         "",
     ]
-    return "\n".join(parts)
+    return "\n".join(lines)
 
 
 def short_run():
@@ -203,20 +480,33 @@ def main(argv=None):
         "--short", action="store_true", help="print short_run()'s figures as JSON"
     )
     parser.add_argument("--output-dir", default=OUTPUT_DIR)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="steps run at a time (default: one per CPU core)",
+    )
+    parser.add_argument("--no-check", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--step", help=argparse.SUPPRESS)  # a step's process
     args = parser.parse_args(argv)
+    if args.step:
+        _step_worker(**json.loads(args.step))
+        return None
     if args.short:
         print(json.dumps(short_run(), ensure_ascii=False))
         return None
-    deterministic()
     settings = SETTINGS["quick" if args.quick else "full"]
-    outcome = run(settings, args.output_dir)
-    # The backend-switch check of the character model, into summary.md.
-    backend_check.append_to_summary(outcome["summary"], settings["lm_units"])
+    steps = STEPS if args.no_check else [*STEPS, CHECK_STEP]
+    outcome = run(settings, args.output_dir, jobs=args.jobs, steps=steps)
     print(f"\n=== keras_reg demo, backend {keras.backend.backend()} ===")
     print(markdown_table(HEADER, outcome["rows"]))
-    print("", *outcome["lm_verdicts"], sep="\n")
+    for lines in outcome["lines"].values():
+        if lines:
+            print("", *lines, sep="\n")
     written = [outcome["summary"], os.path.join(args.output_dir, "summary.json")]
     print("\nwritten:", *written, *outcome["figures"], sep="\n  ")
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in outcome["timings"].items())
+    print(f"\ntime: {outcome['wall']:.0f} s ({times})")
     return outcome
 
 
