@@ -244,7 +244,14 @@ def _stream(model, pool, rows, samples, seed, batch_size, consistent, keep):
                 "model with nested outputs"
             )
         stack = np.asarray(stack)[:, : stop - start]
-        keep(start, stack)
+        try:
+            keep(start, stack)
+        except ValueError as error:
+            raise ValueError(
+                "Invalid value received for argument `model`. Expected a "
+                "model whose output is class probabilities (a softmax), "
+                f"shaped (batch, classes). Its Monte Carlo samples gave: {error}"
+            ) from error
         classes = stack.shape[-1]
         chunk = _chunk_rows(samples, classes, batch_size)
         start, index = stop, index + 1
@@ -405,7 +412,13 @@ def _acquire_batchbald(model, pool, rows, count, samples, seed, batch_size):
 
 
 def _batchbald_select(
-    probs, count, configurations=_BATCHBALD_CONFIGURATIONS, seed=None, block=2**22
+    probs,
+    count,
+    configurations=_BATCHBALD_CONFIGURATIONS,
+    seed=None,
+    block=2**22,
+    exact_limit=None,
+    return_scores=False,
 ):
     """Greedy BatchBALD (Kirsch et al. 2019, Algorithm 1) over a consistent
     `(samples, n, classes)` stack: the `count` row indices, in the order
@@ -424,8 +437,12 @@ def _batchbald_select(
     configuration is kept, with its `q`; beyond, `configurations` of them
     are drawn from the joint distribution (ancestral sampling: a
     configuration, then the new point's label given it) and weighted
-    equally.
+    equally. `exact_limit` (default: `configurations`) sets where exact
+    enumeration stops; `return_scores=True` also returns each step's
+    scores (`-inf` for the points already chosen).
     """
+    if exact_limit is None:
+        exact_limit = configurations
     p = np.asarray(probs, "float64")
     t_count, n, classes = p.shape
     rng = np.random.default_rng(seed)
@@ -433,7 +450,7 @@ def _batchbald_select(
     weights = np.full((t_count, 1), 1.0 / t_count)  # w_t(m), columns sum to 1
     q = np.ones(1)  # configuration weights
     flat = p.reshape(t_count, n * classes)
-    chosen = []
+    chosen, steps = [], []
     available = np.ones(n, bool)
     for _ in range(count):
         m = weights.shape[1]
@@ -448,13 +465,14 @@ def _batchbald_select(
             conditional[lo:hi] = q @ _entropy(pred)
         score = conditional - expected
         score[~available] = -np.inf
+        steps.append(score)
         best = int(np.argmax(score))  # the first of ties
         chosen.append(best)
         available[best] = False
         # p(y_best = c | m) for every configuration
         given = weights.T @ p[:, best, :]  # (m, classes)
         given = np.clip(given, 0.0, None)
-        if m * classes <= configurations:
+        if m * classes <= exact_limit:
             # Exact: every (m, c), with q(m, c) = q(m) p(c | m).
             new_q = (q[:, None] * given).reshape(-1)
             joint = weights[:, :, None] * p[:, best, None, :]  # (t, m, c)
@@ -476,4 +494,7 @@ def _batchbald_select(
             weights = np.where(total > 0, joint / np.where(total > 0, total, 1), 1.0)
             weights = weights / weights.sum(0, keepdims=True)
             q = np.full(configurations, 1.0 / configurations)
-    return np.asarray(chosen, "int64")
+    chosen = np.asarray(chosen, "int64")
+    if return_scores:
+        return chosen, steps
+    return chosen
