@@ -229,6 +229,190 @@ def test_data_parallel_rank_is_mixed_into_draws_and_rank_0_is_the_stream():
     assert_independent(one, expected, 0.5)
 
 
+# --- the rank and compiled functions (issue 28) -----------------------------------
+#
+# 0.3 read the rank in Python, so a function traced by jax.jit or tf.function
+# kept the rank it was traced with: a rank set afterwards was silently
+# ignored (measured on JAX and TensorFlow). 0.4: it takes effect or is
+# refused with RuntimeError. torch runs Python at every eager call, and
+# torch.compile re-reads it (measured: the draw code runs at every step).
+TRACED = BACKEND in ("jax", "tensorflow")
+TORCH_COMPILE_BROKEN = BACKEND == "torch" and keras.__version__.startswith(
+    ("3.7.", "3.8.")
+)
+# Where the tests below compile a Keras step besides the one that tests it:
+# torch.compile of a Keras step takes about a minute on 2 busy cores, and
+# `test_rank_set_after_a_compiled_call_takes_effect_or_is_refused` runs it.
+JIT = BACKEND != "torch"
+
+
+class AlwaysDropping(keras.Model):
+    """A model whose every call drops (`predict` too): one draw per call."""
+
+    def __init__(self, seed=7, **kwargs):
+        super().__init__(**kwargs)
+        self.drop = layers.InvertedDropout(0.5, seed=seed)
+
+    def call(self, x):
+        return self.drop(x, training=True)
+
+
+def stream(ranks, seed=7):
+    """The keep masks of successive eager draws of one layer, each with
+    its rank (None: automatic)."""
+    layer = layers.InvertedDropout(0.5, seed=seed)
+    masks = []
+    try:
+        for rank in ranks:
+            keras_reg.config.set_data_parallel_rank(rank)
+            masks.append(single_device_keep(layer))
+    finally:
+        keras_reg.config.set_data_parallel_rank(None)
+    return masks
+
+
+@pytest.fixture
+def automatic_rank():
+    """Leaves the rank automatic and no traced state behind."""
+    keras_reg.config.set_data_parallel_rank(None)
+    yield
+    keras_reg.config._traced.clear()
+    keras_reg.config.set_data_parallel_rank(None)
+
+
+def compiled_predict(jit_compile):
+    """A function that predicts with a compiled (`jit_compile=True`: XLA on
+    TensorFlow and JAX, torch.compile on torch) or default model step."""
+    model = AlwaysDropping()
+    model.compile(jit_compile=jit_compile)
+    return lambda: model.predict(ONES, batch_size=64, verbose=0) != 0
+
+
+def raw_traced_call():
+    """A layer's draw in the backend's own tracer: `jax.jit` of a
+    `stateless_call`, `tf.function`, `torch.compile`."""
+    layer = layers.InvertedDropout(0.5, seed=7)
+    layer.build(ONES.shape)
+    if BACKEND == "jax":
+        import jax
+
+        @jax.jit
+        def call(non_trainable, x):
+            y, non_trainable = layer.stateless_call([], non_trainable, x, training=True)
+            return y, non_trainable
+
+        def draw():
+            values = [v.value for v in layer.non_trainable_variables]
+            y, values = call(values, ONES)
+            for variable, value in zip(
+                layer.non_trainable_variables, values, strict=True
+            ):
+                variable.assign(value)
+            return to_numpy(y) != 0
+
+        return draw
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        call = tf.function(lambda x: layer(x, training=True))
+    else:
+        import torch
+
+        call = torch.compile(lambda x: layer(x, training=True), backend="eager")
+    return lambda: to_numpy(call(ONES)) != 0
+
+
+CALLS = {
+    "predict": lambda: compiled_predict(False),
+    "predict_jit": lambda: compiled_predict(True),
+    "raw": raw_traced_call,
+}
+
+
+@pytest.mark.parametrize("kind", list(CALLS))
+def test_rank_set_after_a_compiled_call_takes_effect_or_is_refused(
+    kind, automatic_rank
+):
+    if kind == "predict_jit" and TORCH_COMPILE_BROKEN:
+        pytest.skip("Keras 3.7 and 3.8 cannot torch.compile a Keras model")
+    if kind == "raw" and BACKEND == "torch":
+        pytest.skip("predict_jit runs torch.compile (30 s more on 2 cores)")
+    draw = CALLS[kind]()
+    before, after = stream([None, 1])
+    np.testing.assert_array_equal(draw(), before)  # traced with rank None
+    try:
+        keras_reg.config.set_data_parallel_rank(1)
+    except RuntimeError as error:
+        # Refused where the function was traced: the message names both
+        # ranks and what to do; the setting is unchanged.
+        assert TRACED and kind != "predict" or BACKEND == "tensorflow", kind
+        assert "from None to 1" in str(error)
+        assert "before the first compiled call" in str(error)
+        assert keras_reg.config.data_parallel_rank() is None
+        np.testing.assert_array_equal(draw(), stream([None, None])[1])
+        return
+    # Accepted: the next draw of the same function reads rank 1 (0.3 on
+    # JAX and TensorFlow: rank None's mask, silently).
+    np.testing.assert_array_equal(draw(), after)
+    assert not TRACED or (BACKEND == "jax" and kind == "predict"), kind
+
+
+def test_rank_set_before_the_first_compiled_call_is_used_by_it(automatic_rank):
+    expected = stream([1, 1])
+    keras_reg.config.set_data_parallel_rank(1)
+    draw = compiled_predict(JIT)
+    first, second = draw(), draw()
+    keras_reg.config.set_data_parallel_rank(1)  # the same rank: allowed
+    np.testing.assert_array_equal(np.stack([first, second]), expected)
+
+
+def test_a_compiled_model_that_is_gone_binds_no_rank(automatic_rank):
+    draw = compiled_predict(JIT)
+    draw()
+    del draw
+    keras_reg.config.set_data_parallel_rank(2)
+    assert keras_reg.config.data_parallel_rank() == 2
+
+
+def test_rank_callable_is_read_per_trace_and_a_changed_value_is_refused(
+    automatic_rank,
+):
+    # 0.3's docs said "called at every draw"; a compiled step reads it when
+    # it is traced. Five steps, then five more on the same compiled step.
+    value, calls = [0], []
+
+    def rank():
+        calls.append(value[0])
+        return value[0]
+
+    keras_reg.config.set_data_parallel_rank(rank)
+    model = AlwaysDropping()
+    model.compile(optimizer="sgd", loss="mse", jit_compile=JIT)
+    x = ONES[:5]
+    model.fit(x, x, batch_size=1, epochs=1, shuffle=False, verbose=0)
+    traced = len(calls)
+    model.fit(x, x, batch_size=1, epochs=1, shuffle=False, verbose=0)
+    if TRACED:
+        assert 1 <= traced <= 2, calls  # one trace (and JAX's symbolic build)
+        assert len(calls) == traced, calls  # none at run time
+    else:
+        assert len(calls) >= 10, calls  # torch: at every step
+    value[0] = 1
+    if TRACED:
+        # The compiled step keeps rank 0: the callable's next call refuses
+        # the change, at an eager draw or at a set.
+        with pytest.raises(RuntimeError, match="from 0 to 1"):
+            model.drop(ONES, training=True)
+        with pytest.raises(RuntimeError, match="from 0 to 1"):
+            keras_reg.config.set_data_parallel_rank(lambda: 1)
+        assert keras_reg.config.set_data_parallel_rank(lambda: 0) is None
+    else:
+        # torch: the next compiled step reads rank 1.
+        counter = int(to_numpy(model.drop.seed_generator.state.value)[1])
+        got = model.predict(ONES, batch_size=64, verbose=0) != 0
+        np.testing.assert_array_equal(got, stream([0] * counter + [1])[-1])
+
+
 # --- JAX --------------------------------------------------------------------------
 
 
