@@ -7,8 +7,13 @@ Every rank seeds Keras alike (`keras.utils.set_random_seed(0)`, as users
 do), and writes OUT_DIR/rank{R}.npz with:
 - each probe layer's training-mode output on ones (`zoo.probes()`);
 - keep masks of (64, 1024) draws: seeded and unseeded `InvertedDropout`,
-  the native-mode generator, Keras' own `Dropout`, a model inside DDP and
-  one under FSDP2 (`fully_shard`);
+  the native-mode generator, Keras' own `Dropout`, a model inside DDP, and
+  a seeded layer called through `torch.compile` (dynamo's capture, run by
+  its "eager" backend: what reads the rank is the capture, and inductor's
+  code generation costs a minute more per rank);
+- `fsdp_*`: a Keras model under FSDP2 (`fully_shard`): the keep mask of its
+  forward, and after a backward pass, whether FSDP's sharded parameters and
+  Keras' own variables got gradients;
 - `tensor_parallel`: a mask drawn with `set_data_parallel_rank(rank // 2)`
   (both ranks in one data-parallel group of two tensor-parallel shards);
 - `resumed` / `continued`: the next mask of a model loaded from the
@@ -82,7 +87,21 @@ def main(out_dir):
         ]
     )
     fully_shard(sharded, mesh=init_device_mesh("cpu", (dist.get_world_size(),)))
-    results["fsdp"] = keep(sharded.layers[-1])
+    # The sharded model's forward (FSDP's hooks run around it), then a
+    # backward pass: FSDP replaced the module's parameters with sharded
+    # DTensors, while Keras computes with its own variables.
+    results["fsdp"] = keep(sharded)
+    loss = sharded(ONES, training=True).square().mean()
+    loss.backward()
+    results["fsdp_sharded_grads"] = np.array(
+        [p.grad is not None for p in sharded.parameters()]
+    )
+    results["fsdp_keras_grads"] = np.array(
+        [v.value.grad is not None for v in sharded.trainable_variables]
+    )
+
+    compiled = torch.compile(layers.InvertedDropout(0.5, seed=8), backend="eager")
+    results["compiled"] = keep(compiled)
 
     # Resume: rank 0 writes the checkpoint, every rank loads it.
     model = keras.Sequential(
