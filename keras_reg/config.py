@@ -167,8 +167,9 @@ def set_data_parallel_rank(rank):
     and keeps that value: once a layer has drawn a mask in one, setting
     another rank (None included) raises `RuntimeError` while that layer is
     alive, and the setting is left unchanged. Setting the same rank again
-    is allowed. On torch, eager calls read the setting at every draw and
-    `torch.compile` recompiles when it changes, so a change takes effect.
+    is allowed. Eager calls (torch; JAX with `jit_compile=False`;
+    TensorFlow with `run_eagerly=True`) and `torch.compile` read the
+    setting at every call, so there a change takes effect.
 
     Args:
         rank: None (automatic), a non-negative int, or a callable with no

@@ -1,9 +1,11 @@
 """The rank of a `torch.distributed` process group, for `replica_id`.
 
-Kept apart from `_torch.py` (the fast kernels): DDP, FSDP and every
-launcher (`torchrun`, `python -m torch.distributed.run`, `mp.spawn`) start
-one process per replica, each with the same random streams (DDP even
+Kept apart from `_torch.py` (the fast kernels): DDP and every launcher
+(`torchrun`, `python -m torch.distributed.run`, `mp.spawn`) start one
+process per replica, each with the same random streams (DDP even
 broadcasts rank 0's state), so the global rank is mixed into every draw.
+Read at every eager draw and every `torch.compile`d call (FSDP cannot
+shard a Keras model: docs/guides/several-devices.md).
 
 Reading it is cheap and local: `is_initialized` and `get_rank` read the
 default group that `init_process_group` stored; no collective runs.
