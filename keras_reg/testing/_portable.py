@@ -12,7 +12,11 @@ import keras
 
 from keras_reg import _walk, config
 
-# Keras' layers whose randomness comes from the backend's generator.
+# Keras' layers whose randomness comes from the backend's generator, and the
+# keras_reg layer to use instead (`"none"` where keras_reg has none). A new
+# portable layer is one entry here: its Keras class name, its suggestion.
+# (`SpatialDropout2D/3D` and the recurrent layers below depend on the
+# layer's arguments.)
 _REPLACEMENTS = {
     "Dropout": "InvertedDropout",
     "SpatialDropout1D": "TimeSharedDropout",
