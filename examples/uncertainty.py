@@ -12,12 +12,20 @@ rank each input as "not a clean digit of a known class":
   (BatchNormalization stays in inference mode);
 - deep ensemble: the standard deviation of the predicted class over five
   copies of the model made with `keras.models.clone_model`, each
-  initialized and trained on its own, predicting in inference mode.
+  initialized and trained on its own, predicting in inference mode;
+- MC mutual information and MC predictive entropy: the epistemic part
+  (BALD's score) and the total of `keras_reg.inference.uncertainty` over
+  the same 30 dropout samples.
 
 The held-out clean digits 0 to 7 are the negatives; each shift gives the
 positives: the digits 8 and 9 (classes the model never saw), uniform noise
 images, and the clean digits rotated by 90 degrees. The AUROC says how well
 a score separates them (0.5: not at all, 1: perfectly).
+
+Calibration on the clean digits: the expected calibration error
+(`keras_reg.metrics.ExpectedCalibrationError`, 10 bins) of the softmax, of
+the MC dropout mean and of the ensemble mean, and their reliability
+diagrams (accuracy against confidence, bin by bin).
 
     python examples/uncertainty.py --epochs 40 --samples 50
 """
@@ -41,10 +49,20 @@ from examples._common import (  # noqa: E402
     pyplot,
     save_figure,
 )
+from keras_reg._acquisition import uncertainty  # noqa: E402
+from keras_reg.metrics import ExpectedCalibrationError  # noqa: E402
 
 KNOWN_CLASSES = 8  # the model learns the digits 0 to 7
 ENSEMBLE = 5
 METHODS = ("softmax", "MC dropout", "deep ensemble")
+# The scores of the AUROC table: the three methods, then what else the MC
+# dropout samples give.
+MC_INFORMATION = "MC mutual information"
+MC_ENTROPY = "MC predictive entropy"
+SCORES = (*METHODS, MC_INFORMATION, MC_ENTROPY)
+# The predictions whose calibration is measured on the clean digits.
+CALIBRATED = METHODS
+BINS = 10
 SHIFTS = ("digits 8, 9 (unseen classes)", "noise", "rotated 90°")
 
 
@@ -145,16 +163,29 @@ def run(epochs=40, samples=30, progress=True, ensemble=ENSEMBLE):
         _fit(member, x_train, y_train, epochs, progress)
         members.append(member)
 
-    scores = {method: {} for method in METHODS}
+    scores = {method: {} for method in SCORES}
     results = []
+    calibration = {}
     for name, x in sets.items():
         probs = np.asarray(model.predict(x, verbose=0))
         scores["softmax"][name] = 1.0 - probs.max(-1)
-        mean, std = keras_reg.inference.mc_predict(model, x, samples=samples, seed=0)
+        mean, std, stack = keras_reg.inference.mc_predict(
+            model, x, samples=samples, seed=0, return_samples=True
+        )
         mc_predicted = mean.argmax(-1)
         scores["MC dropout"][name] = std[np.arange(len(x)), mc_predicted]
+        split = uncertainty(stack)
+        scores[MC_INFORMATION][name] = split["mutual_information"]
+        scores[MC_ENTROPY][name] = split["predictive_entropy"]
         stacked = np.stack([np.asarray(m.predict(x, verbose=0)) for m in members])
         scores["deep ensemble"][name], ens_predicted = _predicted_class_std(stacked)
+        if name == "clean":
+            for method, p in (
+                ("softmax", probs),
+                ("MC dropout", mean),
+                ("deep ensemble", stacked.mean(0)),
+            ):
+                calibration[method] = _calibration(y_clean, p)
         accuracy = {}
         if name == "clean":
             accuracy = {
@@ -176,7 +207,7 @@ def run(epochs=40, samples=30, progress=True, ensemble=ENSEMBLE):
             shift: float(auroc(scores[method]["clean"], scores[method][shift]))
             for shift in SHIFTS
         }
-        for method in METHODS
+        for method in SCORES
     }
     return {
         "results": results,
@@ -184,6 +215,28 @@ def run(epochs=40, samples=30, progress=True, ensemble=ENSEMBLE):
         "aurocs": aurocs,
         "samples": samples,
         "ensemble": ensemble,
+        "calibration": calibration,
+    }
+
+
+def _calibration(labels, probs):
+    """The ECE of `probs` (the library's metric, BINS bins) and the bins of
+    a reliability diagram: per bin, the rows, mean confidence and accuracy
+    (NaN where empty)."""
+    metric = ExpectedCalibrationError(num_bins=BINS)
+    metric.update_state(labels, probs)
+    confidence = probs.max(-1).astype("float64")
+    correct = probs.argmax(-1) == labels
+    index = np.clip(np.ceil(confidence * BINS) - 1, 0, BINS - 1).astype(int)
+    counts = np.bincount(index, minlength=BINS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(index, confidence, BINS) / counts
+        acc = np.bincount(index, correct.astype("float64"), BINS) / counts
+    return {
+        "ece": float(metric.result()),
+        "counts": counts.tolist(),
+        "confidence": conf.tolist(),
+        "accuracy": acc.tolist(),
     }
 
 
@@ -203,20 +256,31 @@ def format_table(outcome):
                     "-"
                     if shift == "clean"
                     else f"{outcome['aurocs'][method][shift]:.3f}"
-                    for method in METHODS
+                    for method in SCORES
                 ),
             ]
         )
     header = ["inputs", "n", "mean confidence", "mean MC std"]
-    header += [f"AUROC, {method}" for method in METHODS]
+    header += [f"AUROC, {method}" for method in SCORES]
     accuracy = outcome["results"][0]["accuracy"]
     note = "Accuracy on the clean digits 0-7: " + ", ".join(
         f"{method} {accuracy[method]:.3f}" for method in METHODS
     )
+    calibration = outcome.get("calibration", {})
+    if calibration:
+        note += f". Expected calibration error there ({BINS} bins): " + ", ".join(
+            f"{m} {calibration[m]['ece']:.3f}" for m in CALIBRATED
+        )
     return markdown_table(header, rows) + "\n\n" + note + "."
 
 
-COLORS = {"softmax": "tab:grey", "MC dropout": "tab:blue", "deep ensemble": "tab:red"}
+COLORS = {
+    "softmax": "tab:grey",
+    "MC dropout": "tab:blue",
+    "deep ensemble": "tab:red",
+    MC_INFORMATION: "tab:purple",
+    MC_ENTROPY: "tab:cyan",
+}
 
 
 def plot(outcome, output_dir):
@@ -226,7 +290,7 @@ def plot(outcome, output_dir):
     fig, axes = plt.subplots(1, len(SHIFTS), figsize=(13, 4.4), sharey=True)
     scores = outcome["scores"]
     for ax, shift in zip(axes, SHIFTS, strict=True):
-        for method in METHODS:
+        for method in SCORES:
             fpr, tpr = roc_curve(scores[method]["clean"], scores[method][shift])
             ax.plot(
                 fpr,
@@ -251,6 +315,43 @@ def plot(outcome, output_dir):
     return save_figure(fig, "uncertainty_roc.png", output_dir)
 
 
+def plot_reliability(outcome, output_dir):
+    """Reliability diagrams on the clean digits: accuracy against mean
+    confidence per bin (bar widths: the bins), the ECE in the title."""
+    plt = pyplot()
+    calibration = outcome["calibration"]
+    fig, axes = plt.subplots(1, len(CALIBRATED), figsize=(12, 4), sharey=True)
+    edges = np.linspace(0, 1, BINS + 1)
+    for ax, method in zip(axes, CALIBRATED, strict=True):
+        c = calibration[method]
+        accuracy = np.nan_to_num(np.asarray(c["accuracy"], float))
+        ax.bar(
+            edges[:-1],
+            accuracy,
+            width=1 / BINS,
+            align="edge",
+            color=COLORS[method],
+            alpha=0.7,
+            edgecolor="black",
+            label="accuracy",
+        )
+        confidence = np.asarray(c["confidence"], float)
+        ax.plot(confidence, accuracy, "k.", label="(mean confidence, accuracy)")
+        ax.plot([0, 1], [0, 1], ":", color="black", lw=1, label="calibrated")
+        ax.set_title(f"{method}: ECE {c['ece']:.3f}", fontsize=10)
+        ax.set_xlabel("confidence (largest class probability)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy in the bin")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(
+        f"Calibration on the clean digits 0-7 ({BINS} bins; {keras.backend.backend()})",
+        fontsize=10,
+    )
+    return save_figure(fig, "uncertainty_reliability.png", output_dir)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
@@ -262,6 +363,7 @@ def main(argv=None):
     print(f"\nbackend: {keras.backend.backend()}")
     print(format_table(outcome))
     print("figure:", plot(outcome, args.output_dir))
+    print("figure:", plot_reliability(outcome, args.output_dir))
     return outcome
 
 
