@@ -58,7 +58,7 @@ FULL = {
     "methods": METHODS,
     "max_labels": 300,
 }
-SHORT = {"seeds": (0,), "methods": ("bald", "random"), "max_labels": 60}
+SHORT = {"seeds": (0,), "methods": ("bald", "random"), "max_labels": 50}
 
 INITIAL_PER_CLASS = 2
 ACQUIRE = 10
@@ -222,10 +222,10 @@ def run(
     return {"runs": runs, "methods": list(methods), "max_labels": max_labels}
 
 
-def sweep(output_dir=OUTPUT_DIR, progress=True, methods=METHODS):
+def sweep(output_dir=OUTPUT_DIR, progress=True, methods=METHODS, seeds=FULL["seeds"]):
     """The full sweep: every method, five seeds, up to 300 labels."""
     return run(
-        FULL["seeds"],
+        seeds,
         methods,
         FULL["max_labels"],
         progress,
@@ -323,12 +323,16 @@ def main(argv=None):
         "--full", action="store_true", help="5 seeds, every method, 300 labels"
     )
     parser.add_argument("--methods", default=None, help="comma-separated")
+    parser.add_argument("--seeds", default=None, help="comma-separated (--full)")
     parser.add_argument("--output-dir", default=OUTPUT_DIR)
     args = parser.parse_args(argv)
     deterministic()
     if args.full:
         methods = tuple(args.methods.split(",")) if args.methods else METHODS
-        outcome = sweep(args.output_dir, methods=methods)
+        seeds = FULL["seeds"]
+        if args.seeds:
+            seeds = tuple(int(s) for s in args.seeds.split(","))
+        outcome = sweep(args.output_dir, methods=methods, seeds=seeds)
     else:
         methods = tuple(args.methods.split(",")) if args.methods else SHORT["methods"]
         outcome = run(methods=methods)
