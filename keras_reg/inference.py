@@ -175,7 +175,8 @@ def _rows(x):
 def _stackable(model):
     """Whether stacking samples along the batch gives what separate calls
     give: every layer treats rows independently, or (keras_reg's
-    batch-shared masks) draws per stacked sample."""
+    batch-shared masks, the batch-mode recurrent mask included) draws per
+    stacked sample (`keras_reg.layers._samples`)."""
     for layer in walk(model):
         if getattr(layer, "stateful", False):
             return False
@@ -251,11 +252,15 @@ def mc_predict(
     times, each copy drawing its own masks, which costs far less than one
     `predict` per sample (on the MLP of `make bench`, 30 samples cost less
     than 30 plain `predict` calls on every backend). keras_reg's
-    batch-shared masks
-    (`EmbeddingDropout`, `DropPath(mode="batch")`, `StochasticDepth`,
-    `InvertedDropout` with the batch axis shared) are drawn per sample
-    and DropBlock scales per sample, so the samples are those of separate
-    calls. Models where that cannot hold (a recurrent cell with
+    batch-shared masks (`EmbeddingDropout`, `DropPath(mode="batch")`,
+    `StochasticDepth`, `InvertedDropout` with the batch axis shared, the
+    recurrent mask of `recurrent_dropout_mode="batch"`) are drawn per
+    sample and DropBlock scales per sample, so the samples are those of
+    separate calls. A batch-mode recurrent mask is folded into the
+    recurrent kernel in a plain call; in a stacked call each sample's mask
+    is applied to its own rows instead (the same product), which runs the
+    per-sample recurrence rather than the fused kernel.
+    Models where that cannot hold (a recurrent cell with
     `weight_dropout`, a Keras dropout layer whose `noise_shape` shares the
     batch axis, a stateful layer) and inputs other than arrays (datasets,
     generators) run one `predict` per sample. Stacking assumes that the

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from keras_reg import layers
+from keras_reg.layers import _samples
 from tests.helpers import six_sigma, to_numpy
 from tests.test_recurrent import (
     GATES,
@@ -160,3 +161,25 @@ def test_batch_mode_equals_a_numpy_lstm_with_the_rows_of_u_dropped():
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         h = sigmoid(o) * np.tanh(c)
         np.testing.assert_allclose(got[:, t], h, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_stacked_samples_draw_one_batch_mode_mask_each(kind):
+    # mc_predict's stacked call (`_samples.stacked`): the batch holds
+    # `count` samples of 5 rows each. Each sample draws its own batch-shared
+    # mask, which its rows share (0.3 folded one mask for all of them).
+    count, rows, units = 6, 5, 40
+    layer, states = _recurrent_probe(
+        kind, units, recurrent_dropout=0.5, recurrent_dropout_mode="batch", seed=4
+    )
+    x = np.zeros((count * rows, 2, units), "float32")
+    states = _ones_states(states, count * rows)
+    with _samples.stacked(count):
+        h = to_numpy(layer(x, initial_state=states, training=True))
+    masks = h[:, 0].reshape(count, rows, units)  # h_1 = m
+    assert set(np.unique(masks)) <= {0.0, 2.0}
+    np.testing.assert_array_equal(masks, np.repeat(masks[:, :1], rows, 1))
+    assert len({m.tobytes() for m in masks[:, 0]}) == count
+    np.testing.assert_array_equal(h[:, 1], 2.0 * h[:, 0])  # the same mask at t=2
+    kept = masks[:, 0] > 0
+    assert abs(kept.mean() - 0.5) < six_sigma(0.5, kept.size)

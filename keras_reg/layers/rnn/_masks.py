@@ -17,7 +17,12 @@ Shapes (`gates` is 1 unless `per_gate_masks=True`; scaled masks hold 0 or
   steps. With `recurrent_dropout_mode="batch"` the mask is `(gates, units)`,
   shared by the batch too, and it is folded into `recurrent_kernel`
   instead: `(h * m) @ U == h @ (diag(m) @ U)`, the rows of gate `g`'s
-  block of `U` scaled by `m[g]`; `recurrent` is then None.
+  block of `U` scaled by `m[g]`; `recurrent` is then None. When
+  `mc_predict` stacks Monte Carlo samples in the batch
+  (`keras_reg.layers._samples`), each sample draws its own batch-shared
+  mask, which one folded kernel cannot hold: the masks are then given
+  per row as `recurrent` (every row of a sample gets its sample's mask),
+  the same product, and the call runs the per-sample paths.
 - `output` (`output_dropout`): `(batch, units)`, on the emitted output only.
 - `recurrent_kernel` (`weight_dropout`, and `recurrent_dropout` in
   `"batch"` mode): the recurrent kernel with its dropped entries zeroed and
@@ -26,7 +31,10 @@ Shapes (`gates` is 1 unless `per_gate_masks=True`; scaled masks hold 0 or
   value, 0 where it keeps the old one; fresh at every step.
 
 The draws happen in this order, so a sequence layer and
-`keras.layers.RNN(cell)` with the same seed draw the same masks.
+`keras.layers.RNN(cell)` with the same seed draw the same masks. The
+per-row masks come from `_samples.row_keep_mask`, so that consistent
+Monte Carlo masks (`mc_predict(..., consistent=True)`) are every row's
+alike, and the batch-shared ones from `_samples.keep_mask`.
 """
 
 from typing import Any, NamedTuple
@@ -34,6 +42,7 @@ from typing import Any, NamedTuple
 from keras import ops
 
 from keras_reg import _random
+from keras_reg.layers import _samples
 
 RATES = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout", "zoneout")
 # `recurrent_dropout_mode`: one recurrent mask per sample, or one per call.
@@ -65,10 +74,23 @@ def state_sizes(cell):
     return list(size) if isinstance(size, (list, tuple)) else [size]
 
 
-def _scaled(cell, name, shape, dtype):
+def _scaled(cell, name, keep, dtype):
     state, slot = cell.seed_generator, cell._slot(name)
-    keep = _random.keep_mask(shape, state, slot)
     return ops.where(keep, _random.keep_scale(state, slot, dtype), 0)
+
+
+def _rows(cell, name, shape, axis, dtype):
+    """A scaled mask of `shape`, one draw per row along `axis`."""
+    keep = _samples.row_keep_mask(shape, cell.seed_generator, cell._slot(name), axis)
+    return _scaled(cell, name, keep, dtype)
+
+
+def _shared(cell, name, shape, dtype):
+    """A scaled batch-shared mask of `shape`: `(count, *shape)`, one per
+    stacked sample (`count` is 1 outside `mc_predict`'s stacked calls)."""
+    state, slot = cell.seed_generator, cell._slot(name)
+    keep = _samples.keep_mask((1, *shape), state, slot)
+    return _scaled(cell, name, keep, dtype)
 
 
 def draw(cell, batch, features, dtype, steps=None):
@@ -88,33 +110,41 @@ def draw(cell, batch, features, dtype, steps=None):
     gates = cell._gates if cell.per_gate_masks else 1
     masks = {}
     if active["dropout"]:
-        shape = (gates, batch, features)
-        if not cell.share_input_mask:
-            shape = (steps, *shape)
-        masks["input"] = _scaled(cell, "dropout", shape, dtype)
+        if cell.share_input_mask:
+            shape, axis = (gates, batch, features), 1
+        else:
+            shape, axis = (steps, gates, batch, features), 2
+        masks["input"] = _rows(cell, "dropout", shape, axis, dtype)
     batch_shared = cell.recurrent_dropout_mode == "batch"
     if active["recurrent_dropout"] and not batch_shared:
-        masks["recurrent"] = _scaled(
-            cell, "recurrent_dropout", (gates, batch, cell.units), dtype
+        masks["recurrent"] = _rows(
+            cell, "recurrent_dropout", (gates, batch, cell.units), 1, dtype
         )
     if active["output_dropout"]:
-        masks["output"] = _scaled(cell, "output_dropout", (batch, cell.units), dtype)
+        masks["output"] = _rows(cell, "output_dropout", (batch, cell.units), 0, dtype)
     if active["weight_dropout"]:
+        # One kernel for the call: `mc_predict` does not stack samples of
+        # a cell with weight drop (`inference._stackable`).
         kernel = cell.recurrent_kernel
-        masks["recurrent_kernel"] = ops.multiply(
-            ops.cast(kernel, dtype),
-            _scaled(cell, "weight_dropout", tuple(kernel.shape), dtype),
-        )
+        mask = _shared(cell, "weight_dropout", tuple(kernel.shape), dtype)
+        masks["recurrent_kernel"] = ops.multiply(ops.cast(kernel, dtype), mask[0])
     if active["recurrent_dropout"] and batch_shared:
-        kernel = masks.get("recurrent_kernel")
-        if kernel is None:
-            kernel = ops.cast(cell.recurrent_kernel, dtype)
-        mask = _scaled(cell, "recurrent_dropout", (gates, cell.units), dtype)
-        masks["recurrent_kernel"] = fold_rows(kernel, mask)
+        mask = _shared(cell, "recurrent_dropout", (gates, cell.units), dtype)
+        if _samples.groups() == 1:
+            kernel = masks.get("recurrent_kernel")
+            if kernel is None:
+                kernel = ops.cast(cell.recurrent_kernel, dtype)
+            masks["recurrent_kernel"] = fold_rows(kernel, mask[0])
+        else:
+            # Stacked samples: one mask per sample, given per row.
+            masks["recurrent"] = _samples.per_row(mask, batch, 1)
     if active["zoneout"]:
         state_units = cell.units * len(state_sizes(cell))
-        keep_new = _random.keep_mask(
-            (steps, batch, state_units), cell.seed_generator, cell._slot("zoneout")
+        keep_new = _samples.row_keep_mask(
+            (steps, batch, state_units),
+            cell.seed_generator,
+            cell._slot("zoneout"),
+            1,
         )
         masks["zoneout"] = ops.cast(keep_new, dtype)
     return CallMasks(**masks)
