@@ -13,21 +13,30 @@ The modes, per backend: TensorFlow eager (`run_eagerly=True`),
 jit; torch eager, and `torch.compile` (`jit_compile=True`) on
 `InvertedDropout` (over a minute per model: the dropout family's base
 only). On TensorFlow and JAX, where a model per layer would cost minutes,
-one model holds a group of layers side by side (the dropout family, the
-sequence layers with either `return_sequences`, the cells); torch eager
-runs a model per layer. Sequence layers run with `return_sequences=False`
-and `True`: XLA training of every sequence layer with
-`return_sequences=False` broke in 0.2.0 (an unwritten TensorArray in
+one model holds a group of layers side by side (the dropout and noise
+family, the sequence layers with either `return_sequences`, the sequence
+layers and a cell with `recurrent_dropout_mode="batch"`, the cells); torch
+eager runs a model per layer. Sequence layers run with
+`return_sequences=False` and `True`: XLA training of every sequence layer
+with `return_sequences=False` broke in 0.2.0 (an unwritten TensorArray in
 TensorFlow's time loop) while `True` worked.
+
+The compiled modes' own masks: a training-mode call compiled in the mode
+and an eager one, from the same random state, agree to rounding in every
+layer of the group (one model output per layer), twice in a row, and leave
+the same stream state; planted faults (a stream one draw ahead, another
+seed, 1% in one layer) fail that judge and rounding passes it.
 """
 
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
 
 from keras_reg import layers
+from tests import zoo
 from tests.helpers import to_numpy
 
 BACKEND = keras.backend.backend()
@@ -99,6 +108,9 @@ DROPOUT_FAMILY = {
     "ConcreteDropout": _simple(
         lambda: layers.ConcreteDropout(keras.layers.Dense(UNITS), seed=11)
     ),
+    "GaussianNoise": _simple(lambda: layers.GaussianNoise(0.3, seed=13)),
+    "GaussianDropout": _simple(lambda: layers.GaussianDropout(0.3, seed=14)),
+    "AlphaDropout": _simple(lambda: layers.AlphaDropout(0.3, seed=15)),
 }
 
 SEQUENCE_LAYERS = {
@@ -132,6 +144,25 @@ for _index, (_name, _cls) in enumerate(CELLS.items()):
             cls(UNITS, seed=seed, **CELL_REGS)
         )
     )
+# `recurrent_dropout_mode="batch"`: one recurrent mask per call, shared by
+# the batch (a different draw, and a folded kernel on the fast paths).
+for _index, (_name, _cls) in enumerate(SEQUENCE_LAYERS.items()):
+    RECURRENT[f"{_name}-recurrent_dropout_mode=batch"] = _simple(
+        lambda cls=_cls, seed=60 + _index: cls(
+            UNITS,
+            return_sequences=True,
+            recurrent_dropout_mode="batch",
+            seed=seed,
+            **REGS,
+        )
+    )
+RECURRENT["RNN(VariationalLSTMCell)-recurrent_dropout_mode=batch"] = _simple(
+    lambda: keras.layers.RNN(
+        layers.VariationalLSTMCell(
+            UNITS, recurrent_dropout_mode="batch", seed=70, **CELL_REGS
+        )
+    )
+)
 RECURRENT["RNN(LayerNormWrapper(VariationalGRUCell))"] = _simple(
     lambda: keras.layers.RNN(
         layers.LayerNormWrapper(
@@ -154,7 +185,9 @@ CASES = {**DROPOUT_FAMILY, **RECURRENT}
 def test_the_matrix_covers_every_public_layer():
     covered = {name.split("-")[0] for name in CASES}
     covered |= {
-        name[len("RNN(") : -1].split("(")[0] for name in CASES if name[:4] == "RNN("
+        name.split("-")[0][len("RNN(") : -1].split("(")[0]
+        for name in CASES
+        if name[:4] == "RNN("
     }
     covered |= set(CELLS)
     public = {
@@ -171,7 +204,14 @@ GROUPS = {
     "sequence layers, return_sequences=True": [
         name for name in RECURRENT if name.endswith("return_sequences=True")
     ],
-    "cells in keras.layers.RNN": [name for name in RECURRENT if name[:4] == "RNN("],
+    "recurrent_dropout_mode=batch": [
+        name for name in RECURRENT if name.endswith("recurrent_dropout_mode=batch")
+    ],
+    "cells in keras.layers.RNN": [
+        name
+        for name in RECURRENT
+        if name[:4] == "RNN(" and not name.endswith("recurrent_dropout_mode=batch")
+    ],
 }
 
 
@@ -261,7 +301,11 @@ def test_fit_predict_evaluate_and_a_keras_round_trip(mode, names, tmp_path):
     np.testing.assert_allclose(
         to_numpy(model(x, training=False)), predicted, rtol=1e-5, atol=1e-6
     )
-    assert not np.array_equal(to_numpy(model(x, training=True)), predicted)
+    if mode not in COMPILED_MODES:
+        # (Compiled modes: the per-layer test below checks that the
+        # compiled training call draws, layer by layer; an eager call of a
+        # recurrent group costs JAX a compile of each layer's scan.)
+        assert not np.array_equal(to_numpy(model(x, training=True)), predicted)
 
     path = os.path.join(tmp_path, "model.keras")
     model.save(path)
@@ -278,3 +322,203 @@ def test_fit_predict_evaluate_and_a_keras_round_trip(mode, names, tmp_path):
             loaded.evaluate(x, y, batch_size=BATCH, verbose=0), loss, rtol=1e-6
         )
     _fit_moves_the_weights(loaded, x, y)
+
+
+# --- the compiled mode's own masks, layer by layer --------------------------------
+#
+# Portable masks are a function of (seed, counter, element index), so a
+# training-mode call compiled in the mode (the function `fit` traces:
+# `tf.function`, XLA, `jax.jit`, `torch.compile`) and an eager one from the
+# same random state draw the same masks: every layer's output agrees to
+# rounding, and the streams end at the same counters. The model has one
+# output per layer, so each layer is judged on its own; one compiled function
+# per group. torch.compile costs tens of seconds per compile here: one layer
+# per family.
+
+COMPILED_MODES = {
+    "tensorflow": {"tf_function": GROUPS, "xla": GROUPS},
+    "jax": {"jit": GROUPS},
+    # A cold torch.compile (inductor) of InvertedDropout alone took 107 s
+    # here (2 cores, loaded), of a 3-step VariationalLSTM 733 s: the other
+    # layers run eager on torch (docs/known-issues.md).
+    "torch": {"torch_compile": {"dropout family": ["InvertedDropout"]}},
+}.get(BACKEND, {})
+CALLS = 2  # calls per check: the counter must move between them
+NATIVE_MASKS = {"RNN(LayerNormWrapper(keras.layers.LSTMCell))"}
+
+
+def _compiled_params():
+    params = []
+    for mode, groups in COMPILED_MODES.items():
+        marks = [pytest.mark.slow] if mode in ("xla", "torch_compile") else []
+        params += [
+            pytest.param(mode, names, marks=marks, id=f"{mode}-{group}")
+            for group, names in groups.items()
+        ]
+    return params
+
+
+def _per_layer_model(names):
+    """The layers side by side, one model output per layer."""
+    inputs, outputs = [], []
+    for name in names:
+        x, y = CASES[name]()
+        inputs.append(x)
+        outputs.append(y)
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs)
+
+
+def _training_call(model, mode):
+    """`model(x, training=True)` compiled in `mode`; returns NumPy outputs
+    and leaves the variables (the random streams) where the call left them."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(lambda x: model(x, training=True), jit_compile=mode == "xla")
+        return lambda x: [to_numpy(y) for y in step(x)]
+    if BACKEND == "jax":
+        import jax
+
+        step = jax.jit(
+            lambda trainable, non_trainable, x: model.stateless_call(
+                trainable, non_trainable, x, training=True
+            )
+        )
+
+        def call(x):
+            outputs, non_trainable = step(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                x,
+            )
+            for variable, value in zip(
+                model.non_trainable_variables, non_trainable, strict=True
+            ):
+                variable.assign(value)
+            return [to_numpy(y) for y in outputs]
+
+        return call
+    import torch
+
+    torch._dynamo.reset()
+    step = torch.compile(lambda x: model(x, training=True))
+
+    def call(x):
+        outputs = [to_numpy(y) for y in step(x)]
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert graphs > 0, "torch.compile fell back to eager"
+        return outputs
+
+    return call
+
+
+def _streams(model):
+    """Every random stream: keras_reg's states, and the seed generators of
+    Keras cells inside `LayerNormWrapper` (all the non-trainable state)."""
+    return [v for v in zoo.variables(model) if not v.trainable]
+
+
+def _states(model):
+    return [to_numpy(v.value).copy() for v in _streams(model)]
+
+
+def _set_states(model, states):
+    for variable, value in zip(_streams(model), states, strict=True):
+        variable.assign(value)
+
+
+def _calls(model, x, call, start, calls):
+    """`calls` training-mode calls from the random state `start`: each
+    call's per-layer outputs and the state it leaves."""
+    _set_states(model, start)
+    outputs, states = [], []
+    for _ in range(calls):
+        outputs.append([to_numpy(y) for y in call(x)])
+        states.append(_states(model))
+    return outputs, states
+
+
+def _assert_same_draws(names, got, want, skip=()):
+    """Each layer's compiled outputs equal its eager ones to rounding (1e-5
+    of the layer's scale: a 1% difference in one layer fails), and after
+    each call the streams stand at the same counters. `want` may hold more
+    calls than `got`: the first ones are compared."""
+    (got, got_states), (want, want_states) = got, want
+    want, want_states = want[: len(got)], want_states[: len(got)]
+    for index, name in enumerate(names):
+        if name in skip:
+            continue
+        for call, (got_call, want_call) in enumerate(zip(got, want, strict=True)):
+            expected = want_call[index]
+            np.testing.assert_allclose(
+                got_call[index],
+                expected,
+                rtol=1e-5,
+                atol=1e-5 * float(np.max(np.abs(expected), initial=1e-30)),
+                err_msg=f"{name}: compiled call {call} != eager call {call}",
+            )
+    for call, got_call in enumerate(got_states):
+        for a, b in zip(got_call, want_states[call], strict=True):
+            np.testing.assert_array_equal(
+                a, b, err_msg=f"the streams after call {call} differ"
+            )
+
+
+@pytest.mark.parametrize(("mode", "names"), _compiled_params())
+def test_compiled_training_call_draws_the_eager_masks_in_every_layer(mode, names):
+    keras.utils.set_random_seed(0)
+    model = _per_layer_model(names)
+    x, _ = _data(model)
+    compiled = _training_call(model, mode)
+    start = _states(model)
+    want = _calls(model, x, lambda x: model(x, training=True), start, CALLS)
+    got = _calls(model, x, compiled, start, CALLS)
+    # Keras' own cell inside the wrapper draws Keras' masks, not portable
+    # ones: TensorFlow's stateless RNG picks another algorithm under XLA.
+    skip = NATIVE_MASKS if mode == "xla" else ()
+    _assert_same_draws(names, got, want, skip)
+    # Every layer draws: some training call differs from inference.
+    inference = [to_numpy(y) for y in model(x, training=False)]
+    for index, name in enumerate(names):
+        assert any(
+            not np.array_equal(call[index], inference[index]) for call in got[0]
+        ), f"{name}: no compiled training call differs from inference"
+
+    # The judge convicts (STYLE 11a), with the same compiled function from
+    # the same state: a compiled call whose stream is one draw ahead, or
+    # seeded elsewhere (a different mask in every layer); a 1% difference
+    # in the last layer alone; and it passes rounding only.
+    def ahead(x):
+        for variable in zoo.random_states(model):
+            state = to_numpy(variable.value).copy()
+            state[1] += 1
+            variable.assign(state)
+        return compiled(x)
+
+    def reseeded(x):
+        seeds = [to_numpy(v.value)[:1] for v in zoo.random_states(model)]
+        for variable, seed in zip(zoo.random_states(model), seeds, strict=True):
+            variable.assign(np.concatenate([seed + 1, to_numpy(variable.value)[1:]]))
+        outputs = compiled(x)
+        for variable, seed in zip(zoo.random_states(model), seeds, strict=True):
+            variable.assign(np.concatenate([seed, to_numpy(variable.value)[1:]]))
+        return outputs
+
+    target = max(i for i, name in enumerate(names) if name not in skip)
+
+    def last_layer_off(x):
+        outputs = compiled(x)
+        outputs[target] = outputs[target] * 1.01
+        return outputs
+
+    def rounding(x):
+        return [y * (1 + 1e-7) for y in compiled(x)]
+
+    for planted, match in (
+        (ahead, "compiled call 0"),
+        (reseeded, "compiled call 0"),
+        (last_layer_off, re.escape(f"{names[target]}: compiled call 0")),
+    ):
+        with pytest.raises(AssertionError, match=match):
+            _assert_same_draws(names, _calls(model, x, planted, start, 1), want, skip)
+    _assert_same_draws(names, _calls(model, x, rounding, start, 1), want, skip)
