@@ -54,3 +54,56 @@ def test_invalid_environment_variable_raises_naming_value():
     result = _import_with_env("fast")
     assert result.returncode != 0
     assert "KERAS_REG_RNG='fast'" in result.stderr
+
+
+class _State:
+    """Stands for a random state that drew inside a traced function."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+@pytest.fixture
+def traced_states():
+    keras_reg.config._traced.clear()
+    keras_reg.config.set_data_parallel_rank(None)
+    states = [_State(f"layer_{i}_random_state") for i in range(5)]
+    for state in states:
+        keras_reg.config._record_trace(state, 2)
+    del state  # the list holds the only references
+    yield states
+    keras_reg.config._traced.clear()
+    keras_reg.config.set_data_parallel_rank(None)
+
+
+def test_a_rank_traced_by_live_states_refuses_another_and_names_them(
+    traced_states,
+):
+    keras_reg.config.set_data_parallel_rank(2)  # the traced rank: allowed
+    keras_reg.config.set_data_parallel_rank(lambda: 2)
+    assert keras_reg.config.data_parallel_rank() == 2
+    for other in (None, 1, lambda: 3):
+        with pytest.raises(RuntimeError) as error:
+            keras_reg.config.set_data_parallel_rank(other)
+        assert keras_reg.config.data_parallel_rank() == 2  # unchanged
+    message = str(error.value)
+    assert "cannot change from 2 to 3 (set)" in message
+    assert "5 random state(s)" in message
+    assert "'layer_0_random_state'" in message and "and 2 more" in message
+    assert "before the first compiled call" in message
+
+
+def test_a_callable_that_returns_another_rank_is_refused_when_called(
+    traced_states,
+):
+    value = [2]
+    keras_reg.config.set_data_parallel_rank(lambda: value[0])
+    value[0] = 4
+    with pytest.raises(RuntimeError, match="from 2 to 4 \\(returned by"):
+        keras_reg.config.data_parallel_rank()
+
+
+def test_states_that_are_gone_bind_no_rank(traced_states):
+    del traced_states[:]
+    keras_reg.config.set_data_parallel_rank(1)
+    assert keras_reg.config.data_parallel_rank() == 1

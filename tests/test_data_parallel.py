@@ -217,7 +217,20 @@ def test_keras_dropout_draws_the_same_mask_on_every_torch_rank(torch_ranks):
     np.testing.assert_array_equal(rank0["keras_dropout"], rank1["keras_dropout"])
 
 
-def test_data_parallel_rank_rejects_bad_values_and_keeps_the_setting():
+@pytest.fixture
+def automatic_rank():
+    """Starts and leaves the rank automatic, with no traced state: a model
+    of another test, compiled and still alive, binds no rank here."""
+    keras_reg.config._traced.clear()
+    keras_reg.config.set_data_parallel_rank(None)
+    yield
+    keras_reg.config._traced.clear()
+    keras_reg.config.set_data_parallel_rank(None)
+
+
+def test_data_parallel_rank_rejects_bad_values_and_keeps_the_setting(
+    automatic_rank,
+):
     keras_reg.config.set_data_parallel_rank(3)
     try:
         for bad, error in [(-1, ValueError), (True, TypeError), ("1", TypeError)]:
@@ -232,7 +245,9 @@ def test_data_parallel_rank_rejects_bad_values_and_keeps_the_setting():
     assert keras_reg.config.data_parallel_rank() is None
 
 
-def test_data_parallel_rank_is_mixed_into_draws_and_rank_0_is_the_stream():
+def test_data_parallel_rank_is_mixed_into_draws_and_rank_0_is_the_stream(
+    automatic_rank,
+):
     expected = single_device_keep(layers.InvertedDropout(0.5, seed=11))
     try:
         keras_reg.config.set_data_parallel_rank(0)
@@ -286,15 +301,6 @@ def stream(ranks, seed=7):
     finally:
         keras_reg.config.set_data_parallel_rank(None)
     return masks
-
-
-@pytest.fixture
-def automatic_rank():
-    """Leaves the rank automatic and no traced state behind."""
-    keras_reg.config.set_data_parallel_rank(None)
-    yield
-    keras_reg.config._traced.clear()
-    keras_reg.config.set_data_parallel_rank(None)
 
 
 def compiled_predict(jit_compile):
