@@ -310,16 +310,50 @@ def test_infinities_equal_pass_and_other_non_finite_differences_fail():
         np.array([np.inf, 1.001]), np.array([np.inf, 1.0]), 0.0, 2e-3
     )
     assert near["passed"] and near["max_rel"] == pytest.approx(1e-3)
-    for a, b in (([np.inf], [1.0]), ([1.0], [-np.inf]), ([np.inf], [-np.inf])):
+    for a, b in (
+        ([np.inf], [1.0]),
+        ([1.0], [-np.inf]),
+        ([np.inf], [-np.inf]),
+        ([1e308], [-1e308]),
+    ):
         got = _judge.statistics(np.array(a), np.array(b), 1e300, 1e300)
-        assert not got["passed"] and got["why"].startswith("an infinity")
+        assert not got["passed"]
+        assert got["why"] == "a non-finite difference (an infinity, or past float64)"
+    # Nothing finite in the reference: equal infinities still pass.
+    inf = np.array([np.inf, -np.inf])
+    got = _judge.statistics(inf, inf, 0.0, 0.0, mean=True)
+    assert got["passed"] and got["max_rel"] == 0.0
+
+
+def test_values_near_the_float_limits_are_judged_in_float64():
+    # float32 inputs: their difference, 6e38, is past float32's range.
+    a, b = np.float32([3e38]), np.float32([-3e38])
+    got = _judge.statistics(a, b, 0.0, 1.0)
+    assert "why" not in got and got["max_abs"] == pytest.approx(6e38, rel=1e-6)
+    assert got["excess"] == pytest.approx(2.0, rel=1e-6)
+    # A float32 mean of |b| would overflow and pass the mean condition.
+    b = np.full(4, 3e38, "float32")
+    a = b.astype("float64") * (1 + 0.9 * 1e-3)
+    got = _judge.statistics(a, b, 0.0, 1e-3, mean=True)
+    assert not got["passed"] and got["excess"] == pytest.approx(1.2, rel=1e-6)
+    # Means past float64's range: HUGE, finite, no warning.
+    got = _judge.statistics(np.full(2, 1e308), np.full(2, -1e307), 0.0, 1.0, True)
+    assert got["mean_abs"] == _judge.HUGE and np.isfinite(got["max_abs"])
+    got = _judge.statistics(np.full(2, 1.7e308), np.full(2, 1.7e308), 0.0, 0.0, True)
+    assert got["passed"] and got["mean_abs"] == 0.0
 
 
 def test_shapes_empty_and_integers():
     got = _judge.statistics(np.ones(3), np.ones(4), 1.0, 1.0)
     assert not got["passed"] and got["why"] == "shape (3,) against (4,)"
     empty = _judge.statistics(np.ones((0, 3)), np.ones((0, 3)), 0.0, 0.0)
-    assert empty["passed"] and empty["excess"] == 0.0 and empty["max_rel"] == 0.0
+    assert empty == {
+        "max_abs": 0.0,
+        "max_rel": 0.0,
+        "mean_abs": 0.0,
+        "passed": True,
+        "excess": 0.0,
+    }
     assert _judge.tolerance("int32") == _judge.EXACT == (0.0, 0.0)
     assert _judge.tolerance("bool") == (0.0, 0.0)
     ints = _judge.statistics(np.array([1, 2]), np.array([1, 3]), 0.0, 0.0)
@@ -430,6 +464,52 @@ def test_compare_pairs_by_mode_kind_and_name_and_judges_in_the_least_precise_dty
     assert got[1]["rtol"] == 1e-4 and got[1]["atol"] == 0.0
 
 
+@pytest.mark.parametrize(
+    "reference, candidate, judged",
+    [
+        # 0.3's reference folders hold no compute_dtype: their dtype counts.
+        ({"dtype": "bfloat16"}, {"dtype": "float32", "compute": "float32"}, "bfloat16"),
+        ({"dtype": "float32"}, {"dtype": "float32", "compute": "bfloat16"}, "bfloat16"),
+        ({"dtype": "float32"}, {"dtype": "float16"}, "float16"),
+        ({"dtype": "float32", "compute": "float16"}, {"dtype": "float32"}, "float16"),
+        ({"dtype": "float64"}, {"dtype": "float64"}, "float64"),
+    ],
+)
+def test_compare_judges_in_the_least_precise_dtype_of_either_side(
+    reference, candidate, judged
+):
+    ref = _meta(
+        [
+            _entry(
+                "inference",
+                "output",
+                "o",
+                "r",
+                reference["dtype"],
+                reference.get("compute"),
+            )
+        ]
+    )
+    cand = _meta(
+        [
+            _entry(
+                "inference",
+                "output",
+                "o",
+                "c",
+                candidate["dtype"],
+                candidate.get("compute"),
+            )
+        ]
+    )
+    ones = np.ones(3)
+    (got,) = _judge.compare(
+        ["inference"], (ref, {"r": ones}), (cand, {"c": ones}), "jax", None, None
+    )
+    assert got["dtype"] == judged
+    assert (got["atol"], got["rtol"]) == _judge.tolerance(judged)
+
+
 def test_compare_fails_a_missing_value_and_skips_layers_a_run_has_none_of():
     ref = _meta(
         [
@@ -518,6 +598,10 @@ def test_the_first_divergence_is_the_first_failing_layer_in_recorded_order():
         "layer": "nested/dense",
     }
     assert not report.passed and report.compared == 7
+    assert report.timings == {} and report.seconds == 0.0
+    assert report.tolerances == {"atol": None, "rtol": None}
+    timed = _report(comparisons, timings={"torch": 2.5}, seconds=3)
+    assert timed.timings == {"torch": 2.5} and timed.seconds == 3.0
     # Without layers: the first failing output, then the loss, then a
     # gradient's layer.
     only = [c for c in comparisons if c["kind"] != "layer"]
@@ -549,8 +633,11 @@ def test_a_report_passes_only_without_errors_and_failures():
     nothing = _report([], backends=["torch"], reference="torch")
     assert nothing.passed and nothing.compared == 0
     assert nothing.verdict() == "NOTHING COMPARED"
-    assert "nothing compared: one backend and no reference" in str(nothing)
-    assert str(nothing).endswith("NOTHING COMPARED in 0.0 s")
+    assert str(nothing).splitlines()[-2:] == [
+        "nothing compared: one backend and no reference; the outputs were "
+        "recorded (save them with save_outputs)",
+        "NOTHING COMPARED in 0.0 s",
+    ]
     failed = _report([], errors=error)
     assert failed.verdict() == "FAILED" and "nothing compared" not in str(failed)
 
@@ -564,7 +651,7 @@ def test_to_dict_is_plain_json_with_tolerances_and_notes():
     report = _report(
         comparisons,
         notes=["layer left out: a"],
-        tolerances={"atol": None, "rtol": 0.5},
+        tolerances={"atol": 1e-9, "rtol": 0.5},
         non_portable=[{"layer": "d", "class": "Dropout", "suggestion": "x"}],
         errors=[{"backend": "jax", "message": "boom"}],
     )
@@ -584,7 +671,7 @@ def test_to_dict_is_plain_json_with_tolerances_and_notes():
     ]
     assert data["compared"] == 2 and data["notes"] == ["layer left out: a"]
     assert data["tolerances"] == {
-        "atol": None,
+        "atol": 1e-9,
         "rtol": 0.5,
         "mean_share": 0.75,
         "mean_dtypes": ["bfloat16"],
@@ -639,7 +726,7 @@ def test_the_table_and_the_text():
     report = _report(
         comparisons,
         modes=["inference", "training"],
-        backends=["tensorflow", "torch", "jax"],
+        backends=["tensorflow", "jax", "torch"],
         errors=[{"backend": "jax", "message": "it broke"}],
         non_portable=[{"layer": "drop", "class": "Dropout", "suggestion": "Inv"}],
         notes=["a note"],
@@ -660,17 +747,19 @@ def test_the_table_and_the_text():
     assert rows == [
         ["tensorflow", "inference", "-", "-", "-", "-", "reference"],
         ["tensorflow", "training", "-", "-", "-", "-", "reference"],
+        ["jax", "-", "-", "-", "-", "-", "ERROR"],
         ["torch", "inference", "2", "layer", "dense", "1e-07", "1e-06", "PASS"],
         ["torch", "training", "2", "layer", "drop", "0.5", "0.25", "FAIL"],
-        ["jax", "-", "-", "-", "-", "-", "ERROR"],
     ]
+    assert all(line == line.rstrip() for line in lines)
+    assert lines[0].startswith("backend ") and lines[4].startswith("jax ")
     # Columns line up.
     assert len({line.index("mode") for line in lines[:1]}) == 1
     assert lines[2].index("inference") == lines[0].index("mode")
     assert lines[0].index("result") == lines[2].index("reference")
     text = str(report)
     assert text.splitlines()[0] == "reference: tensorflow"
-    assert report.table() in text
+    assert text.startswith("reference: tensorflow\n" + report.table() + "\n\n")
     assert "first divergence: layer 'drop' (training, torch against tensorflow)" in text
     assert (
         "non-portable: 'drop' (Dropout) draws backend-native random numbers; "
@@ -681,7 +770,7 @@ def test_the_table_and_the_text():
     assert "error: jax: it broke" in text
     assert text.splitlines()[-1] == "FAILED in 1.2 s"
     assert repr(report) == (
-        "<BackendReport passed=False backends=['tensorflow', 'torch', 'jax'] "
+        "<BackendReport passed=False backends=['tensorflow', 'jax', 'torch'] "
         "reference='tensorflow'>"
     )
     recorded = _report([], backends=["torch"], reference="folder", modes=["training"])
@@ -728,7 +817,24 @@ def test_save_outputs_round_trips_through_load_reference(tmp_path):
     other.save_outputs(tmp_path / "other")
     saved = json.loads((tmp_path / "other" / "outputs.json").read_text())
     assert saved["host"] == "there"
-    with pytest.raises(ValueError, match="Nothing to save: no backend ran"):
+    # The reference's, where another backend ran too.
+    both = _report(
+        [],
+        backends=["torch", "jax"],
+        reference="jax",
+        results={
+            "torch": (dict(meta, backend="torch"), arrays),
+            "jax": (dict(meta, backend="jax"), arrays),
+        },
+    )
+    # Into an existing folder too.
+    both.save_outputs(tmp_path / "other")
+    text = (tmp_path / "other" / "outputs.json").read_text()
+    assert json.loads(text)["backend"] == "jax"
+    assert text.startswith('{\n "backend": "jax",\n')
+    with pytest.raises(
+        ValueError, match="^Nothing to save: no backend ran \\(errors: \\['m'\\]\\)"
+    ):
         _report([], errors=[{"backend": "jax", "message": "m"}]).save_outputs(
             tmp_path / "none"
         )

@@ -130,13 +130,15 @@ def statistics(a, b, atol, rtol, mean=False):
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.where(a == b, 0.0, np.abs(a - b))
     if not np.isfinite(diff).all():
-        return _failed("an infinity against another value")
-    magnitude = np.abs(b[np.isfinite(b)])
-    scale = float(magnitude.max()) if magnitude.size else 0.0
-    mean_scale = float(magnitude.mean()) if magnitude.size else 0.0
+        return _failed("a non-finite difference (an infinity, or past float64)")
+    # Equal infinities count as 0 in the scale.
+    magnitude = np.abs(np.where(np.isfinite(b), b, 0.0))
+    scale = float(magnitude.max())
     max_abs = float(diff.max())
+    # Means of values near float64's limit overflow: HUGE, a plain float.
     with np.errstate(over="ignore"):
-        mean_abs = float(np.mean(diff))
+        mean_scale = float(min(magnitude.mean(), HUGE))
+        mean_abs = float(min(np.mean(diff), HUGE))
     excess = _ratio(max_abs, atol + rtol * scale)
     if mean:
         excess = max(excess, _ratio(mean_abs, atol + MEAN_SHARE * rtol * mean_scale))
