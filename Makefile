@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # `torch` would pull a multi-GB CUDA build.
 BACKEND_PKGS := tensorflow-cpu torch==2.13.0 jax
 
-.PHONY: install test test-oldest check-dist lint demo bench docs docs-serve clean
+.PHONY: install test test-fast test-oldest check-dist lint demo bench docs docs-serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The full suite, `slow` cases included (what CI and the README run).
 test: $(STAMP)
 	BACKENDS="$(BACKENDS)" JOBS=$(JOBS) PY=$(PY) bash tools/test_backends.sh $(PYTEST_ARGS)
+
+# The inner loop: every case not marked `slow` (cross-backend subprocesses,
+# multi-process launches, XLA and torch.compile, the demo reruns), on three
+# backends. Not a substitute for `make test` before a commit is shared.
+test-fast: $(STAMP)
+	BACKENDS="$(BACKENDS)" JOBS=$(JOBS) PY=$(PY) bash tools/test_backends.sh -m "not slow" $(PYTEST_ARGS)
 
 # The suite on the oldest Keras that pyproject declares (`keras>=`), on
 # torch, in its own venv: the range users may install is the range tested.

@@ -1,79 +1,155 @@
 #!/usr/bin/env bash
-# Runs the suite once per Keras backend, each in its own process, then prints
-# one summary line per backend. Fails if any backend fails or runs no test
-# (pytest exit code 5 is a failure here, not a pass).
+# Runs the suite once per Keras backend, then prints one summary line per
+# backend. Fails if any backend fails or runs no test (pytest exit code 5 is
+# a failure here, not a pass).
 #
-# JOBS=2 (the default) runs two backends at a time: most of a backend's test
-# time is single-threaded Python (tracing, compiling), so two processes share
-# two cores well. Each backend's output goes to $LOGS/<backend>.log
-# (LOGS=.test-logs by default) and is printed when it ends. JOBS=1 runs
-# them one after another, streaming.
+# JOBS=2 (the default) runs two pytest processes at a time, each with one
+# thread: most of a backend's test time is single-threaded Python (tracing,
+# compiling), so two processes share two cores well. To keep both cores
+# busy to the end, a backend may run as two processes over disjoint sets of
+# test files (SPLIT, below): the longest parts start first. Each part's
+# output goes to $LOGS/<backend>[.<part>].log (LOGS=.test-logs by default)
+# and is printed when it ends. JOBS=1 runs every backend in one process,
+# one after another, streaming.
 set -u
 PY=${PY:-.venv/bin/python}
 BACKENDS=${BACKENDS:-"jax tensorflow torch"}
 JOBS=${JOBS:-2}
 # Where the per-backend logs go (`make test-oldest` keeps its own).
 LOGS=${LOGS:-.test-logs}
+# The backends run as two processes when JOBS > 1: the files of part "a"
+# (the execution matrix: a third of JAX's run, the heaviest file on
+# TensorFlow and JAX) in one, the other files in the other, so that the
+# last minutes of the run keep both cores busy (with one process per
+# backend, torch ran alone at the end). SPLIT="" runs every backend in one
+# process; test paths among the pytest arguments turn the split off.
+SPLIT=${SPLIT-"tensorflow jax torch"}
+PART_A_FILES=${PART_A_FILES:-"tests/test_execution_matrix.py"}
+# The parts, longest first on a quiet 2-core machine (measured: see
+# CONTRIBUTING.md): the pool starts them in this order.
+ORDER=${ORDER:-"tensorflow.a jax.b tensorflow.b jax.a torch.b torch.a"}
 if [ "$JOBS" -gt 1 ]; then
-  # One thread per backend process: two processes already fill two cores,
+  # One thread per process: two processes already fill two cores,
   # and torch's, TensorFlow's and XLA's own pools would oversubscribe them.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1}
   export TF_NUM_INTEROP_THREADS=${TF_NUM_INTEROP_THREADS:-1}
   export XLA_FLAGS=${XLA_FLAGS:-"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+else
+  SPLIT=""
 fi
+# Test paths on the command line select the files themselves: no split.
+for arg in "$@"; do
+  case "$arg" in tests* | *.py | *::*) SPLIT="" ;; esac
+done
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*.status
 
+# The jobs: "<backend>" for a whole run, "<backend>.a" / "<backend>.b" for
+# the two parts of a split one.
+jobs_list=()
+for job in $ORDER $BACKENDS; do
+  backend=${job%%.*}
+  case " $BACKENDS " in *" $backend "*) ;; *) continue ;; esac
+  case " $SPLIT " in
+    *" $backend "*) [ "$job" = "$backend" ] && continue ;;
+    *) [ "$job" != "$backend" ] && continue ;;
+  esac
+  case " ${jobs_list[*]-} " in *" $job "*) continue ;; esac
+  jobs_list+=("$job")
+done
+for backend in $BACKENDS; do
+  case " $SPLIT " in
+    *" $backend "*)
+      for part in a b; do
+        case " ${jobs_list[*]} " in *" $backend.$part "*) ;; *) jobs_list+=("$backend.$part") ;; esac
+      done
+      ;;
+  esac
+done
+
+part_args() {
+  # The pytest arguments that select a job's files.
+  local job=$1 file
+  case "$job" in
+    *.a) for file in $PART_A_FILES; do echo "$file"; done ;;
+    *.b) for file in $PART_A_FILES; do echo "--ignore=$file"; done ;;
+  esac
+}
+
 run_one() {
-  local backend=$1
+  local job=$1
   shift
-  local log="$LOGS/$backend.log"
+  local backend=${job%%.*}
+  local log="$LOGS/$job.log"
   local start rc
+  local -a selection=()
+  mapfile -t selection < <(part_args "$job")
   start=$(date +%s)
-  KERAS_BACKEND=$backend "$PY" -m pytest -p no:cacheprovider --durations=15 "$@" >"$log" 2>&1
+  KERAS_BACKEND=$backend "$PY" -m pytest -p no:cacheprovider --durations=15 \
+    "${selection[@]}" "$@" >"$log" 2>&1
   rc=$?
-  echo "$rc $(( $(date +%s) - start ))" >"$LOGS/$backend.status"
+  echo "$rc $(( $(date +%s) - start ))" >"$LOGS/$job.status"
 }
 
 if [ "$JOBS" -le 1 ]; then
-  for backend in $BACKENDS; do
-    echo "=== KERAS_BACKEND=$backend ==="
-    run_one "$backend" "$@"
-    cat "$LOGS/$backend.log"
+  for job in "${jobs_list[@]}"; do
+    echo "=== KERAS_BACKEND=${job%%.*} ==="
+    run_one "$job" "$@"
+    cat "$LOGS/$job.log"
   done
 else
-  # A simple pool: start up to $JOBS backends, start the next when one ends.
-  running=()
-  for backend in $BACKENDS; do
+  # A simple pool: start up to $JOBS jobs, start the next when one ends.
+  for job in "${jobs_list[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
       wait -n
     done
-    echo "=== started KERAS_BACKEND=$backend ==="
-    run_one "$backend" "$@" &
-    running+=("$backend")
+    echo "=== started KERAS_BACKEND=${job%%.*} (${job}) ==="
+    run_one "$job" "$@" &
   done
   wait
-  for backend in "${running[@]}"; do
-    echo "=== KERAS_BACKEND=$backend ==="
-    cat "$LOGS/$backend.log"
+  for job in "${jobs_list[@]}"; do
+    echo "=== KERAS_BACKEND=${job%%.*} (${job}) ==="
+    cat "$LOGS/$job.log"
   done
 fi
 
+# One line per backend: its parts' counts added up. A part that selects no
+# test (exit 5) is fine when the other part ran some; a backend whose every
+# part ran none fails.
 status=0
 summary=()
 for backend in $BACKENDS; do
-  log="$LOGS/$backend.log"
-  read -r rc secs <"$LOGS/$backend.status" || { rc=1; secs=0; }
-  last=$(grep -E '(passed|failed|error|no tests ran)' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//;s/ *$//')
-  if [ "$rc" -eq 5 ]; then
-    last="no tests ran"
+  total_rc=0 any_ran=0 secs_list="" counts=""
+  declare -A sums=()
+  for job in "${jobs_list[@]}"; do
+    [ "${job%%.*}" = "$backend" ] || continue
+    read -r rc secs <"$LOGS/$job.status" || { rc=1; secs=0; }
+    secs_list="$secs_list${secs_list:+ + }${secs}s"
+    if [ "$rc" -eq 0 ]; then
+      any_ran=1
+    elif [ "$rc" -ne 5 ]; then
+      total_rc=$rc
+    fi
+    last=$(grep -E '(passed|failed|error|no tests ran)' "$LOGS/$job.log" | tail -n 1)
+    for word in passed failed skipped xfailed xpassed error errors deselected warnings; do
+      n=$(echo "$last" | grep -oE "[0-9]+ $word\b" | head -n 1 | cut -d' ' -f1)
+      [ -n "$n" ] && sums[$word]=$(( ${sums[$word]:-0} + n ))
+    done
+  done
+  for word in passed failed skipped xfailed xpassed error errors deselected warnings; do
+    [ -n "${sums[$word]:-}" ] && counts="$counts${counts:+, }${sums[$word]} $word"
+  done
+  unset sums
+  if [ "$total_rc" -eq 0 ] && [ "$any_ran" -eq 0 ]; then
+    total_rc=5
+    counts="no tests ran"
   fi
-  if [ "$rc" -ne 0 ]; then
+  if [ "$total_rc" -ne 0 ]; then
     status=1
-    summary+=("$backend: FAILED (exit $rc, ${secs}s) $last")
+    summary+=("$backend: FAILED (exit $total_rc, $secs_list) $counts")
   else
-    summary+=("$backend: ok (${secs}s) $last")
+    summary+=("$backend: ok ($secs_list) $counts")
   fi
 done
 echo
