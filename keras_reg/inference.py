@@ -15,8 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_reg import _keras_private
-from keras_reg._checks import check_positive_int, check_seed
+from keras_reg import _keras_private, _random
+from keras_reg._checks import check_bool, check_positive_int, check_seed
 from keras_reg._walk import walk
 from keras_reg.layers import _samples, _stochastic
 
@@ -194,12 +194,14 @@ def _stackable(model):
 class _Stacked(keras.Model):
     """`count` Monte Carlo samples of `inner` in one call: the batch is
     tiled `count` times (sample-major) and the outputs come back as
-    `(batch, count, ...)`, so that `predict` concatenates them by row."""
+    `(batch, count, ...)`, so that `predict` concatenates them by row.
+    With `consistent`, the layers draw consistent masks (`_samples`)."""
 
-    def __init__(self, inner, count):
+    def __init__(self, inner, count, consistent=False):
         super().__init__(name=f"{inner.name}_mc_samples")
         self.inner = inner
         self.count = count
+        self.consistent = consistent
 
     def call(self, inputs):
         count = self.count
@@ -207,8 +209,12 @@ class _Stacked(keras.Model):
         def tile(t):
             return ops.tile(t, [count] + [1] * (len(t.shape) - 1))
 
-        with _samples.stacked(count):
-            outputs = self.inner(keras.tree.map_structure(tile, inputs))
+        if count > 1:
+            inputs = keras.tree.map_structure(tile, inputs)
+        # Opened in each call (each trace): the per-call count of every
+        # layer's consistent draws starts afresh.
+        with _samples.stacked(count, consistent=self.consistent):
+            outputs = self.inner(inputs)
 
         def unstack(o):
             return ops.swapaxes(_samples.split(o, count), 0, 1)
@@ -222,11 +228,54 @@ _stacked = weakref.WeakKeyDictionary()
 _predict_functions = weakref.WeakKeyDictionary()
 
 
-def _stacked_model(model, count):
+def _stacked_model(model, count, consistent=False):
     cache = _stacked.setdefault(model, {})
-    if count not in cache:
-        cache[count] = _Stacked(model, count)
-    return cache[count]
+    if (count, consistent) not in cache:
+        cache[count, consistent] = _Stacked(model, count, consistent)
+    return cache[count, consistent]
+
+
+def _check_consistent(layers):
+    """Raises unless every sampling layer can draw consistent masks."""
+    keras_layers = [
+        layer for layer in layers if isinstance(layer, _KERAS_DROPOUT_LAYERS)
+    ]
+    if keras_layers:
+        names = ", ".join(
+            f"'{layer.name}' ({type(layer).__name__})" for layer in keras_layers
+        )
+        raise ValueError(
+            "Invalid value received for argument `consistent`: True. Keras' "
+            "own dropout layers draw from the backend's generator, one mask "
+            "per row, and cannot give consistent masks. The model holds: "
+            f"{names}. Make them keras_reg layers with "
+            "`keras_reg.models.portable(model)`, or pass consistent=False."
+        )
+    others = [
+        layer
+        for layer in layers
+        if isinstance(layer, _stochastic.Stochastic) and not layer._consistent_masks
+    ]
+    if others:
+        names = ", ".join(
+            f"'{layer.name}' ({type(layer).__name__})" for layer in others
+        )
+        raise ValueError(
+            "Invalid value received for argument `consistent`: True. These "
+            f"layers cannot draw consistent masks yet: {names}. Pass "
+            "consistent=False."
+        )
+
+
+def _consistent_states(states, seed, first):
+    """Each state's `[seed, first, thresholds...]` for the consistent draws
+    of a call whose first sample is `first` (`_samples`)."""
+    values = []
+    for index, state in enumerate(states):
+        value = _seeded_state(state, seed, index)
+        value[1] = first
+        values.append(value)
+    return values
 
 
 def mc_predict(
@@ -238,6 +287,7 @@ def mc_predict(
     return_samples=False,
     verbose=0,
     samples_per_call=None,
+    consistent=False,
 ):
     """Monte Carlo dropout prediction: mean and standard deviation.
 
@@ -289,6 +339,27 @@ def mc_predict(
         samples_per_call: optional int >= 1, the samples stacked in one
             call (memory grows with it). Defaults to `None`: as many as
             fill `4096` rows (`4096 // batch_size`), at most `samples`.
+        consistent: bool, consistent MC dropout (Kirsch et al. 2019):
+            sample `t` uses the same masks for every row of `x`, in every
+            batch, and in every call with the same `seed`, so that the
+            scores of different rows are comparable draw by draw (as
+            BatchBALD needs). Each layer's masks of sample `t` are a
+            batch-shared draw from a position derived from `(seed, layer,
+            t)`, whatever `samples_per_call`, `batch_size` and the row's
+            place in `x` (from the portable generator in both RNG modes,
+            and the same on every data-parallel replica). For each row,
+            the samples are distributed as without `consistent`; only
+            their agreement across rows changes. Every keras_reg layer and
+            cell draws them (input, recurrent in both modes, output,
+            weight and zoneout masks), except `ConcreteDropout` for now;
+            a model holding Keras' own dropout layers (`Dropout`,
+            `SpatialDropout*`, `GaussianDropout`, `AlphaDropout`), which
+            draw one mask per row from the backend's generator, or such a
+            layer raises `ValueError` naming them (convert them with
+            `keras_reg.models.portable`). Without `seed`, one is drawn
+            for the call (`keras.utils.set_random_seed` makes it
+            repeatable): its samples are consistent, another call's are
+            others. Defaults to `False`.
 
     Returns:
         `(mean, std)` NumPy arrays shaped like one prediction (the standard
@@ -299,9 +370,20 @@ def mc_predict(
     Example:
 
     >>> mean, std = keras_reg.inference.mc_predict(model, x, samples=50, seed=0)
+    >>> # BatchBALD-style scores: sample t drops the same units for every row.
+    >>> mean, std, stack = keras_reg.inference.mc_predict(
+    ...     model, pool, samples=20, seed=0, consistent=True, return_samples=True
+    ... )
+
+    Reference:
+        Gal & Ghahramani, 2016, "Dropout as a Bayesian Approximation";
+        Kirsch, van Amersfoort & Gal, 2019, "BatchBALD: Efficient and
+        Diverse Batch Acquisition for Deep Bayesian Active Learning"
+        (consistent MC dropout).
     """
     samples = check_positive_int("samples", samples)
     seed = check_seed(seed)
+    consistent = check_bool("consistent", consistent)
     if verbose not in (0, 1):
         raise ValueError(
             "Invalid value received for argument `verbose`. Expected 0 or 1. "
@@ -325,6 +407,12 @@ def mc_predict(
         calls = -(-samples // count)
         count = -(-samples // calls)
     layers = _sampling_layers(model)
+    if consistent:
+        _check_consistent(layers)
+        if seed is None:
+            # One seed for this call: its samples are consistent across
+            # rows and batches; another call draws other masks.
+            seed = _random.new_seed()
     states = _random_states(layers)
     saved = None
     if seed is not None:
@@ -360,12 +448,18 @@ def mc_predict(
 
     try:
         with mc_dropout(model):
-            if count == 1:
+            if count == 1 and not consistent:
                 for _ in range(samples):
                     record(_predict_one(model, x, batch_size))
             else:
-                stacked = _stacked_model(model, count)
+                stacked = _stacked_model(model, count, consistent)
                 while done < samples:
+                    if consistent:
+                        # Sample `t`'s masks come from `(seed, layer, t)`:
+                        # this call's samples are `done, done + 1, ...`.
+                        values = _consistent_states(states, seed, done)
+                        for state, value in zip(states, values, strict=True):
+                            state.assign(value)
                     pred = stacked.predict(x, batch_size=batch_size, verbose=0)
                     for j in range(min(count, samples - done)):
                         record(keras.tree.map_structure(lambda p, j=j: p[:, j], pred))

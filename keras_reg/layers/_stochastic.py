@@ -95,7 +95,14 @@ class Stochastic:
 
     Subclasses declare `Rate()` attributes, assign them in `__init__` after
     `super().__init__()`, then call `self._init_random(seed)`.
+
+    A class whose every draw goes through `keras_reg.layers._samples`
+    (`row_bits`, `row_keep_mask`, `keep_mask`, `dropout`) draws consistent
+    masks inside `mc_predict(..., consistent=True)` and says so with
+    `_consistent_masks = True`; `mc_predict` refuses the others there.
     """
+
+    _consistent_masks = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

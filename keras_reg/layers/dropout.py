@@ -18,6 +18,7 @@ class _MaskedDropout(Stochastic, keras.layers.Layer):
     """Inverted dropout whose mask shape a subclass chooses."""
 
     rate = Rate()
+    _consistent_masks = True
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -260,6 +261,7 @@ class EmbeddingDropout(Stochastic, keras.layers.Embedding):
     """
 
     rate = Rate()
+    _consistent_masks = True
 
     def __init__(self, input_dim, output_dim, rate, seed=None, **kwargs):
         super().__init__(input_dim, output_dim, **kwargs)

@@ -80,6 +80,7 @@ class _DropBlock(Stochastic, keras.layers.Layer):
     _rank = None
     _axes = None  # the spatial axes' names, for messages
     rate = Rate()
+    _consistent_masks = True
 
     def __init__(
         self,
@@ -140,7 +141,7 @@ class _DropBlock(Stochastic, keras.layers.Layer):
         if self.shared_channels:
             channels = 1
         valid = tuple(s - b + 1 for s, b in zip(spatial, self._block, strict=True))
-        bits = _random.uniform_bits((batch, *valid, channels), state)
+        bits = _samples.row_bits((batch, *valid, channels), state)
         known = all(isinstance(d, int) for d in spatial)
         if known and spatial == self._built_spatial:
             starts = ops.less(bits, state.threshold(1))
@@ -176,7 +177,9 @@ class _DropBlock(Stochastic, keras.layers.Layer):
             dropped = ops.transpose(dropped, (0, rank + 1, *range(1, rank + 1)))
         keep = ops.equal(dropped, 0.0)
         # The kept units are scaled by units / kept units of the batch (of
-        # each Monte Carlo sample when `mc_predict` stacks them).
+        # each Monte Carlo sample when `mc_predict` stacks them; with
+        # consistent masks every row of a sample shares its mask, so that
+        # is the one mask's ratio, whatever the batch).
         count = _samples.groups()
         grouped = ops.reshape(ops.cast(keep, "int32"), (count, -1))
         kept = ops.cast(ops.maximum(ops.sum(grouped, axis=1), 1), "float32")
@@ -554,6 +557,8 @@ class StochasticDepth(Stochastic, keras.layers.Layer):
         Huang et al., 2016, "Deep Networks with Stochastic Depth";
         TensorFlow Addons, `tfa.layers.StochasticDepth`.
     """
+
+    _consistent_masks = True
 
     def __init__(self, survival_probability=0.5, seed=None, **kwargs):
         super().__init__(**kwargs)

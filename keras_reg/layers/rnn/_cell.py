@@ -37,6 +37,8 @@ class VariationalCell(Stochastic):
     weight_dropout = Rate()
     zoneout = Rate()
     _gates = 1
+    # Every mask is drawn by `_masks.draw`, through `_samples`.
+    _consistent_masks = True
 
     def _init_regularization(
         self,

@@ -1,0 +1,275 @@
+"""`mc_predict(..., consistent=True)`: consistent MC dropout (BatchBALD).
+
+Sample `t` uses the same masks for every row of `x`, in every batch and
+every call with the same seed. Per layer family:
+
+- a row placed at several positions, in different batches, and in another
+  call with other neighbours, another batch size and another number of
+  samples per call, gets the same output for each sample `t`;
+- the samples differ from each other (at least half of them distinct where
+  a sample has 2**8 outcomes or more), and another seed gives others;
+- for one row, the samples are distributed as without `consistent`: each
+  output element's mean and variance agree within 6 sigma (the variance's
+  sigma from the fourth central moment);
+- Keras' own dropout layers (and layers that cannot draw consistent masks
+  yet) are refused with a `ValueError` naming them.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_reg import layers
+from keras_reg.inference import _stackable, mc_predict
+from keras_reg.layers import _samples
+
+B, T, F, U = 5, 4, 8, 24
+SAMPLES = 24
+# The distribution check: samples per estimate (fewer where the model runs
+# one `predict` per sample).
+MANY, MANY_UNSTACKED = 1024, 64
+
+
+def _data(seed, shape):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def _sequence(family, **options):
+    def build():
+        inputs = keras.Input((T, F))
+        cls = getattr(layers, family)
+        outputs = cls(U, return_sequences=True, seed=7, **options)(inputs)
+        return keras.Model(inputs, outputs), _data(0, (B, T, F))
+
+    return build
+
+
+def _keras_rnn():
+    inputs = keras.Input((T, F))
+    cell = layers.VariationalGRUCell(
+        U,
+        dropout=0.3,
+        recurrent_dropout=0.3,
+        output_dropout=0.3,
+        seed=7,
+    )
+    outputs = keras.layers.RNN(cell, return_sequences=True)(inputs)
+    return keras.Model(inputs, outputs), _data(0, (B, T, F))
+
+
+def _single(make, shape):
+    def build():
+        inputs = keras.Input(shape[1:])
+        return keras.Model(inputs, make()(inputs)), _data(0, shape)
+
+    return build
+
+
+def _embedding():
+    inputs = keras.Input((8,), dtype="int32")
+    model = keras.Model(inputs, layers.EmbeddingDropout(40, 3, 0.5, seed=7)(inputs))
+    return model, (np.arange(B * 8, dtype="int32").reshape(B, 8) * 7) % 40
+
+
+def _stochastic_depth():
+    inputs = keras.Input((F,))
+    branch = keras.layers.Dense(U, kernel_initializer="ones")(inputs)
+    shortcut = keras.layers.Dense(U, kernel_initializer="zeros")(inputs)
+    outputs = layers.StochasticDepth(0.5, seed=7)([shortcut, branch])
+    return keras.Model(inputs, outputs), _data(0, (B, F))
+
+
+# Every mask but weight drop, which stacking refuses (one `predict` per
+# sample: slow); "LSTM-weight" covers it.
+ALL_MASKS = dict(
+    dropout=0.3,
+    recurrent_dropout=0.3,
+    recurrent_dropout_mode="batch",
+    output_dropout=0.3,
+    zoneout=0.2,
+)
+# name -> (build, whether a sample has many outcomes)
+FAMILIES = {
+    "LSTM-dropout": (_sequence("VariationalLSTM", dropout=0.5), True),
+    "LSTM-dropout_per_step": (
+        _sequence("VariationalLSTM", dropout=0.5, share_input_mask=False),
+        True,
+    ),
+    "LSTM-recurrent_sample": (
+        _sequence("VariationalLSTM", recurrent_dropout=0.5),
+        True,
+    ),
+    "LSTM-recurrent_batch": (
+        _sequence(
+            "VariationalLSTM", recurrent_dropout=0.5, recurrent_dropout_mode="batch"
+        ),
+        True,
+    ),
+    "LSTM-output": (_sequence("VariationalLSTM", output_dropout=0.5), True),
+    "LSTM-weight": (_sequence("VariationalLSTM", weight_dropout=0.5), True),
+    "LSTM-zoneout": (_sequence("VariationalLSTM", zoneout=0.5), True),
+    "LSTM-per_gate": (
+        _sequence(
+            "VariationalLSTM", dropout=0.5, recurrent_dropout=0.5, per_gate_masks=True
+        ),
+        True,
+    ),
+    "GRU-all": (_sequence("VariationalGRU", **ALL_MASKS), True),
+    "SimpleRNN-all": (_sequence("VariationalSimpleRNN", **ALL_MASKS), True),
+    "LayerNormLSTM-all": (_sequence("LayerNormLSTM", **ALL_MASKS), True),
+    "LayerNormGRU-sample": (
+        _sequence(
+            "LayerNormGRU", dropout=0.3, recurrent_dropout=0.3, per_gate_masks=True
+        ),
+        True,
+    ),
+    "keras.RNN(VariationalGRUCell)": (_keras_rnn, True),
+    "InvertedDropout": (
+        _single(lambda: layers.InvertedDropout(0.5, seed=7), (B, 8)),
+        True,
+    ),
+    "InvertedDropout-shared_axes": (
+        _single(
+            lambda: layers.InvertedDropout(0.5, shared_axes=[1], seed=7), (B, 4, 6)
+        ),
+        True,
+    ),
+    "TimeSharedDropout": (
+        _single(lambda: layers.TimeSharedDropout(0.5, seed=7), (B, T, 8)),
+        True,
+    ),
+    "DropPath-sample": (_single(lambda: layers.DropPath(0.5, seed=7), (B, 3)), False),
+    "DropPath-batch": (
+        _single(lambda: layers.DropPath(0.5, mode="batch", seed=7), (B, 3)),
+        False,
+    ),
+    "StochasticDepth": (_stochastic_depth, False),
+    "EmbeddingDropout": (_embedding, True),
+    "DropBlock1D": (
+        _single(lambda: layers.DropBlock1D(0.3, 3, seed=7), (B, 12, 2)),
+        True,
+    ),
+    "DropBlock2D": (
+        _single(lambda: layers.DropBlock2D(0.3, 2, seed=7), (B, 6, 6, 2)),
+        True,
+    ),
+}
+
+
+def _pool(x):
+    """`x` with its row 0 also at positions 4 and 6 (batch size 3: the
+    three copies sit in three batches, at three places in them)."""
+    order = [1, 0, 2, 3, 0, 4, 0]
+    return x[order], [1, 4, 6]
+
+
+def _distinct(stack):
+    return len({np.round(sample, 4).tobytes() for sample in stack})
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_sample_t_is_the_same_for_a_row_wherever_and_whenever_it_is(name):
+    build, many = FAMILIES[name]
+    model, x = build()
+    pool, copies = _pool(x)
+    kwargs = dict(samples=SAMPLES, seed=5, consistent=True, return_samples=True)
+    stack = mc_predict(model, pool, batch_size=3, **kwargs)[2]
+    row = stack[:, copies[0]]
+    for position in copies[1:]:
+        np.testing.assert_allclose(stack[:, position], row, rtol=1e-5, atol=1e-6)
+    # Another call: other neighbours, batches of 2, one sample per call.
+    again = mc_predict(model, x[::-1], batch_size=2, samples_per_call=1, **kwargs)[2]
+    np.testing.assert_allclose(again[:, -1], row, rtol=1e-5, atol=1e-6)
+    # The samples differ; another seed draws others.
+    other = mc_predict(model, pool, batch_size=3, **dict(kwargs, seed=6))[2]
+    if many:
+        # At least 2**8 outcomes per sample: 24 draws are nearly all
+        # different (masks that ignore `t` give 1).
+        assert _distinct(row) >= SAMPLES // 2
+        assert _distinct(np.concatenate([row, other[:, copies[0]]])) >= SAMPLES
+    else:
+        assert _distinct(row) == 2
+        assert not np.array_equal(other[:, copies[0]], row)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_each_row_is_distributed_as_without_consistent(name):
+    build, _ = FAMILIES[name]
+    model, x = build()
+    many = MANY if _stackable(model) else MANY_UNSTACKED
+    kwargs = dict(samples=many, samples_per_call=many, return_samples=True)
+    consistent = mc_predict(model, x, seed=5, consistent=True, **kwargs)[2]
+    plain = mc_predict(model, x, seed=5, **kwargs)[2]
+    # One row: its samples are independent draws in both modes. Each of
+    # its elements, and their sum (which sees a change in the rate or in
+    # how the elements' masks go together more sharply), is compared.
+    a = consistent[:, 0].reshape(many, -1).astype("float64")
+    b = plain[:, 0].reshape(many, -1).astype("float64")
+    a = np.concatenate([a, a.sum(1, keepdims=True)], 1)
+    b = np.concatenate([b, b.sum(1, keepdims=True)], 1)
+    mean_sigma = np.sqrt((a.var(0) + b.var(0)) / many)
+    assert np.all(np.abs(a.mean(0) - b.mean(0)) <= 6 * mean_sigma + 1e-6), name
+
+    def var_of_var(s):
+        centered = s - s.mean(0)
+        return (np.mean(centered**4, 0) - s.var(0) ** 2) / many
+
+    var_sigma = np.sqrt(var_of_var(a) + var_of_var(b))
+    assert np.all(np.abs(a.var(0) - b.var(0)) <= 6 * var_sigma + 1e-6), name
+
+
+def test_keras_dropout_layers_are_refused_by_name():
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(4)(inputs)
+    x = keras.layers.Dropout(0.5, name="keras_drop")(x)
+    x = layers.InvertedDropout(0.5, seed=1)(x)
+    model = keras.Model(inputs, keras.layers.GaussianDropout(0.2, name="noise")(x))
+    data = _data(0, (3, 6))
+    with pytest.raises(ValueError, match=r"keras_drop.*Dropout.*noise.*portable"):
+        mc_predict(model, data, samples=2, seed=0, consistent=True)
+    # Without `consistent` the model samples as before.
+    assert np.all(mc_predict(model, data, samples=4, seed=0)[1] >= 0)
+
+
+def test_layers_without_consistent_masks_are_refused_by_name():
+    inputs = keras.Input((6,))
+    concrete = layers.ConcreteDropout(keras.layers.Dense(4), seed=1, name="learned")
+    model = keras.Model(inputs, concrete(inputs))
+    with pytest.raises(ValueError, match=r"'learned' \(ConcreteDropout\)"):
+        mc_predict(model, _data(0, (3, 6)), samples=2, seed=0, consistent=True)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_consistent_must_be_a_bool(bad):
+    model, x = FAMILIES["InvertedDropout"][0]()
+    with pytest.raises(ValueError, match=r"`consistent`.*Received: consistent="):
+        mc_predict(model, x, samples=2, consistent=bad)
+
+
+def test_without_a_seed_one_is_drawn_for_the_call():
+    model, x = FAMILIES["LSTM-recurrent_batch"][0]()
+    pool, copies = _pool(x)
+    kwargs = dict(samples=6, consistent=True, return_samples=True, batch_size=3)
+    keras.utils.set_random_seed(11)
+    first = mc_predict(model, pool, **kwargs)[2]
+    for position in copies[1:]:
+        np.testing.assert_allclose(first[:, position], first[:, copies[0]], atol=1e-6)
+    second = mc_predict(model, pool, **kwargs)[2]
+    assert not np.allclose(first, second)
+    keras.utils.set_random_seed(11)
+    np.testing.assert_array_equal(mc_predict(model, pool, **kwargs)[2], first)
+
+
+def test_nothing_outlives_the_call():
+    # The layers' streams are where they were, plain calls draw per row
+    # again, and no consistent context is left open.
+    model, x = FAMILIES["GRU-all"][0]()
+    before = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    mc_predict(model, x, samples=3, seed=1, consistent=True)
+    after = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not _samples.consistent() and _samples.groups() == 1
+    twin = np.repeat(x[:1], 4, axis=0)
+    out = keras.ops.convert_to_numpy(model(twin, training=True))
+    assert not np.allclose(out[0], out[1])
