@@ -357,7 +357,12 @@ def run_steps(steps, settings, output_dir, progress=True, jobs=None):
                 )
             for future in concurrent.futures.as_completed(futures):
                 name = futures[future]
-                part = parts[name] = future.result()
+                try:
+                    part = parts[name] = future.result()
+                except BaseException:
+                    for other in futures:  # the steps not started yet
+                        other.cancel()
+                    raise
                 if progress:
                     print(
                         f"  {name:<22} {part['seconds']:6.1f} s "
