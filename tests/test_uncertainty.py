@@ -164,8 +164,8 @@ def test_logits_raise():
 def test_negative_entries_and_nan_raise():
     p = _stack(6)
     neg = p.copy()
-    neg[0, 0, 0] -= 0.05
-    neg[0, 0, 1] += 0.05
+    neg[0, 0, 1] += neg[0, 0, 0] + 0.05
+    neg[0, 0, 0] = -0.05  # the row still sums to 1
     with pytest.raises(ValueError, match=">= 0"):
         uncertainty(neg)
     nan = p.copy()
