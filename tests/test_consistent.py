@@ -231,11 +231,16 @@ def test_keras_dropout_layers_are_refused_by_name():
     assert np.all(mc_predict(model, data, samples=4, seed=0)[1] >= 0)
 
 
+class _Unready(layers.InvertedDropout):
+    """A keras_reg layer whose draws do not go through `_samples`."""
+
+    _consistent_masks = False
+
+
 def test_layers_without_consistent_masks_are_refused_by_name():
     inputs = keras.Input((6,))
-    concrete = layers.ConcreteDropout(keras.layers.Dense(4), seed=1, name="learned")
-    model = keras.Model(inputs, concrete(inputs))
-    with pytest.raises(ValueError, match=r"'learned' \(ConcreteDropout\)"):
+    model = keras.Model(inputs, _Unready(0.5, seed=1, name="unready")(inputs))
+    with pytest.raises(ValueError, match=r"'unready' \(_Unready\)"):
         mc_predict(model, _data(0, (3, 6)), samples=2, seed=0, consistent=True)
 
 
