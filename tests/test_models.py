@@ -28,7 +28,7 @@ from keras_reg.layers import (
     drop_path_rates,
 )
 from keras_reg.testing._portable import non_portable
-from tests.helpers import to_numpy
+from tests.helpers import six_sigma, to_numpy
 
 # name: (constructor, input size, residual Adds, what the branch's last
 # layer is called, what DropBlock's two smallest resolutions hold).
@@ -389,10 +389,13 @@ def test_drop_connect_keeps_dropping_whole_samples(applications):
     new = keras_reg.models.portable(model)
     drop = new.get_layer("block2b_drop")
     assert type(drop) is InvertedDropout and drop.noise_shape == (None, 1, 1, 1)
-    y = to_numpy(drop(np.ones((64, 2, 2, 3), "float32"), training=True))
-    per_sample = y.reshape(64, -1)
+    assert drop.rate == model.get_layer("block2b_drop").rate
+    drop.rate = 0.5  # B0's own rate (0.0125) rarely drops one of 256
+    y = to_numpy(drop(np.ones((256, 2, 2, 3), "float32"), training=True))
+    per_sample = y.reshape(256, -1)
     assert np.all(per_sample == per_sample[:, :1])
-    assert 0 < np.sum(per_sample[:, 0] == 0) < 64
+    dropped = np.mean(per_sample[:, 0] == 0)
+    assert abs(dropped - 0.5) < six_sigma(0.5, 256)
 
 
 def test_applications_stochastic_depth_becomes_drop_path():
