@@ -310,6 +310,10 @@ def test_infinities_equal_pass_and_other_non_finite_differences_fail():
         np.array([np.inf, 1.001]), np.array([np.inf, 1.0]), 0.0, 2e-3
     )
     assert near["passed"] and near["max_rel"] == pytest.approx(1e-3)
+    small = _judge.statistics(
+        np.array([np.inf, 1.01e-3]), np.array([np.inf, 1e-3]), 0.0, 2e-3
+    )
+    assert not small["passed"] and small["max_rel"] == pytest.approx(0.01)
     for a, b in (
         ([np.inf], [1.0]),
         ([1.0], [-np.inf]),
