@@ -206,7 +206,7 @@ def _check_model(model, function):
                 f"an unbuilt model '{model.name}'."
             )
         return
-    if not (getattr(model, "inputs", None) and getattr(model, "outputs", None)):
+    if not _is_graph(model):
         raise ValueError(
             f"`{function}` cannot rebuild the subclassed model '{model.name}' "
             f"(class {type(model).__name__}): its layers are connected by "
@@ -339,7 +339,7 @@ class _Rewrite:
 
     # The clone function.
     def clone_layer(self, layer):
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras.Model) and _is_graph(layer):
             return self.clone_model(layer)
         if not isinstance(layer, keras.layers.Layer):
             # An operation node (`x + 3`): no weights, no state.
@@ -390,7 +390,9 @@ class _Rewrite:
         if id(original) not in self.heads:
             return []
         name = self._name(f"{original.name}_dropout")
-        layer = InvertedDropout(self.dropout, seed=self._seed(), name=name)
+        layer = InvertedDropout(
+            self.dropout, seed=self._seed(), name=name, dtype=_policy(original)
+        )
         self.lines.append(
             f"inserted {name} (InvertedDropout, rate={self.dropout:g}) before "
             f"{original.name}"
@@ -405,7 +407,12 @@ class _Rewrite:
         name = self._name(f"{original.name}_dropblock")
         rate = self.dropblock[0]
         layer = klass(
-            rate, block_size, data_format=data_format, seed=self._seed(), name=name
+            rate,
+            block_size,
+            data_format=data_format,
+            seed=self._seed(),
+            name=name,
+            dtype=_policy(original),
         )
         self.lines.append(
             f"inserted {name} ({klass.__name__}, rate={rate:g}, "
@@ -503,7 +510,7 @@ class _Rewrite:
         if branch is None:
             return args
         name = self._name(f"{original.name}_drop_path")
-        drop = DropPath(0.0, seed=self._seed(), name=name)
+        drop = DropPath(0.0, seed=self._seed(), name=name, dtype=_policy(original))
         self.drop_paths.append((drop, len(self.lines)))
         shortcut = pair[1 - branch]
         self.lines.append(
@@ -538,6 +545,19 @@ class _Rewrite:
             for line in self.lines:
                 print(line)
         return clone
+
+
+def _policy(layer):
+    """The dtype policy of the layer an inserted layer sits beside (mixed
+    precision models keep theirs), or None (an operation node)."""
+    return getattr(layer, "dtype_policy", None)
+
+
+def _is_graph(model):
+    """Whether `model` is a Sequential or functional model (not subclassed)."""
+    if isinstance(model, keras.Sequential):
+        return True
+    return bool(getattr(model, "inputs", None) and getattr(model, "outputs", None))
 
 
 def _all_layers(model):

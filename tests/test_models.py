@@ -434,8 +434,8 @@ def test_unreplaceable_layers_warned_or_refused():
 
 
 class _Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self.dense = keras.layers.Dense(2)
 
     def call(self, x):
@@ -470,3 +470,28 @@ def test_subclassed_model_refused_saying_why():
     for function in (keras_reg.models.portable, keras_reg.models.regularize):
         with pytest.raises(ValueError, match="subclassed model.*`call`"):
             function(model)
+
+
+def test_mixed_precision_model_keeps_its_policy():
+    keras.config.set_dtype_policy("mixed_float16")
+    model = _residual_model(swap=True, projection=True)
+    keras.config.set_dtype_policy("float32")
+    new = keras_reg.models.regularize(model, dropout=0.1, drop_path=0.1)
+    inserted = _layers(new, DropPath) + _layers(new, InvertedDropout)
+    assert len(inserted) == 2
+    assert {layer.dtype_policy.name for layer in inserted} == {"mixed_float16"}
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    _assert_same_at_scale(new.predict(x, verbose=0), model.predict(x, verbose=0))
+    new.compile(optimizer="sgd", loss="mse")
+    new.fit(x, np.zeros((2, 2), "float32"), verbose=0)
+
+
+def test_nested_subclassed_model_is_copied_as_one_layer():
+    outer_in = keras.Input((3,))
+    inner = _Subclassed()
+    x = keras.layers.Dropout(0.2)(outer_in)
+    model = keras.Model(outer_in, keras.layers.Dense(2, name="head")(inner(x)))
+    new = keras_reg.models.regularize(model, dropout=0.1)
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    _assert_same_at_scale(new.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert type(new.layers[1]) is InvertedDropout
