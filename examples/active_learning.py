@@ -261,19 +261,20 @@ def format_table(outcome):
     """Labels needed to reach each error level: mean ± standard deviation
     over seeds, next to the paper's MNIST numbers."""
     table = summary(outcome)
-    seeds = len({r["seed"] for r in outcome["runs"]})
     rows = []
     for method in outcome["methods"]:
         paper = PAPER.get(method)
+        seeds = sum(r["method"] == method for r in outcome["runs"])
         rows.append(
             [
                 method,
+                str(seeds),
                 *(_cell(table[method][lv], outcome["max_labels"]) for lv in LEVELS),
                 *((str(p) for p in paper) if paper else ("-", "-")),
             ]
         )
-    header = ["method"]
-    header += [f"labels to {lv:.0%} error (digits, {seeds} seeds)" for lv in LEVELS]
+    header = ["method", "seeds"]
+    header += [f"labels to {lv:.0%} error (digits)" for lv in LEVELS]
     header += [f"paper, MNIST, {lv:.0%}" for lv in LEVELS]
     return markdown_table(header, rows)
 
@@ -295,7 +296,13 @@ def plot(outcome, output_dir=OUTPUT_DIR):
         runs = [r for r in outcome["runs"] if r["method"] == method]
         labels = np.asarray(runs[0]["labels"])
         errors = np.asarray([r["errors"] for r in runs])
-        ax.plot(labels, errors.mean(0), color=COLORS[method], lw=2, label=method)
+        ax.plot(
+            labels,
+            errors.mean(0),
+            color=COLORS[method],
+            lw=2,
+            label=f"{method} ({len(runs)} seeds)",
+        )
         if len(runs) > 1:
             ax.fill_between(
                 labels, errors.min(0), errors.max(0), color=COLORS[method], alpha=0.12
@@ -307,10 +314,9 @@ def plot(outcome, output_dir=OUTPUT_DIR):
     ax.set_ylabel("test error (500 held-out digits)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    seeds = len({r["seed"] for r in outcome["runs"]})
     ax.set_title(
         f"Active learning on 8x8 digits: {ACQUIRE} images per acquisition, "
-        f"{SAMPLES} MC dropout samples\nmean over {seeds} seed(s), band: min-max "
+        f"{SAMPLES} MC dropout samples\nmean over seeds, band: min-max "
         f"({keras.backend.backend()})",
         fontsize=10,
     )
