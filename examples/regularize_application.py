@@ -89,12 +89,16 @@ def run(
     )
 
     # 2. Fine-tune briefly. Random weights only: the BatchNormalization
-    # layers' moving statistics start at (0, 1) and keras.applications'
-    # momentum (0.999) would need thousands of steps to reach the data's, so
-    # this short run uses 0.9. With pretrained weights, leave it.
+    # layers' moving statistics start at (0, 1) while a random network's
+    # deep activations have variances far below 1, and keras.applications'
+    # momentum (0.999) would need thousands of steps to forget the 1; this
+    # short run starts them at 0 with momentum 0.9. With pretrained
+    # weights, leave them.
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
+            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
+            layer.moving_variance.assign(np.zeros(layer.moving_variance.shape))
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss="sparse_categorical_crossentropy",
