@@ -23,7 +23,7 @@ are a variable, changing a rate never retraces a compiled function.
 
 Under a strategy that runs one step per replica (TensorFlow's
 `MirroredStrategy` and `MultiWorkerMirroredStrategy`, `torch.distributed`
-with DDP or FSDP), every replica holds the same state, so the replica's
+with DDP), every replica holds the same state, so the replica's
 index (or `keras_reg.config.data_parallel_rank()`) is mixed into the seed
 of each draw, when the draw runs or is traced: replicas drop different
 units, replica 0 draws exactly what a single device would, and a
