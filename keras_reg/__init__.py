@@ -3,7 +3,7 @@
 Runs unchanged on the TensorFlow, PyTorch and JAX backends.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from keras_reg import callbacks, config, inference, layers  # noqa: E402
 
