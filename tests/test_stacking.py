@@ -246,3 +246,23 @@ def test_the_stacked_configurations_stack():
         *(f"{family}-weight_dropout" for family in RNN_FAMILIES),
         "keras.Dropout-noise_shape_batch_shared",
     }
+
+
+def test_stacked_embedding_dropout_drops_a_word_at_every_position():
+    # 32 samples stacked over rows of 32 positions, all one word: in each
+    # sample the word is dropped or kept everywhere (the per-sample offsets
+    # into the stacked word masks go along the samples, not the positions,
+    # also where their count equals the positions').
+    inputs = keras.Input((32,), dtype="int32")
+    layer = layers.EmbeddingDropout(10, 2, 0.5, embeddings_initializer="ones", seed=3)
+    model = keras.Model(inputs, layer(inputs))
+    stack = mc_predict(
+        model,
+        np.full((4, 32), 3, "int32"),
+        samples=32,
+        seed=0,
+        samples_per_call=32,
+        return_samples=True,
+    )[2]
+    np.testing.assert_array_equal(stack, np.broadcast_to(stack[:, :1, :1], stack.shape))
+    assert len(np.unique(stack)) == 2

@@ -110,9 +110,14 @@ def _consistent_bits(shape, state, groups_, axis):
     element_shape = list(shape)
     element_shape[axis] = 1
     index = _random.element_index(tuple(element_shape))
-    return _random.hash_index(
-        index, ops.reshape(k1, keys_shape), ops.reshape(k2, keys_shape)
-    )
+    # The keys as full-shape tensors: Keras' TensorFlow `add` takes a
+    # `(count, 1, ..., 1)` operand for a bias of the last axis when `count`
+    # equals that axis (it then adds along the wrong axis), so the hash
+    # must not broadcast the keys in its `add`. `bitwise_xor` broadcasts
+    # correctly on every backend.
+    k1 = ops.bitwise_xor(ops.reshape(k1, keys_shape), ops.zeros_like(index))
+    k2 = ops.bitwise_xor(ops.reshape(k2, keys_shape), ops.zeros_like(index))
+    return _random.hash_index(index, k1, k2)
 
 
 def row_bits(shape, state, axis=0):
