@@ -235,3 +235,25 @@ def test_rate_change_takes_effect_in_a_compiled_function():
     model.predict(x, verbose=0)
     layer.rate = 0.0
     np.testing.assert_allclose(model.predict(x, verbose=0), x)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        GaussianNoise(0.5, seed=1),
+        GaussianDropout(0.5, seed=2),
+        AlphaDropout(0.5, seed=3),
+        AlphaDropout(0.5, noise_shape=(1, 16), seed=4),
+    ],
+    ids=["noise", "gaussian_dropout", "alpha", "alpha_batch_shared"],
+)
+def test_consistent_sampling_shares_each_sample_across_its_rows(layer):
+    # mc_predict(consistent=True): every row of a stacked sample draws that
+    # sample's noise; the samples differ.
+    x = np.ones((2 * 3, 16), "float32")
+    with _samples.stacked(2, consistent=True):
+        y = to_numpy(layer(x, training=True))
+    first, second = y[:3], y[3:]
+    np.testing.assert_array_equal(first, np.broadcast_to(first[:1], first.shape))
+    np.testing.assert_array_equal(second, np.broadcast_to(second[:1], second.shape))
+    assert not np.array_equal(first[0], second[0])

@@ -34,7 +34,9 @@ def _normal(shape, state):
     beyond 5.9 sigma (a 4e-9 share of a true normal) are cut.
     """
     shape = tuple(shape)
-    bits = _random.uniform_bits((2, *shape), state)
+    # Rows run along axis 1: under consistent Monte Carlo sampling every row
+    # of a sample draws that sample's noise.
+    bits = _samples.row_bits((2, *shape), state, axis=1)
     uniforms = ops.divide(ops.cast(bits, "float32"), float(_random.ONE))
     u1 = ops.add(uniforms[0], 0.5 / _random.ONE)
     u2 = uniforms[1]
@@ -284,19 +286,14 @@ class AlphaDropout(Stochastic, keras.layers.Layer):
             return inputs
         check_floating(self, inputs.dtype)
         noise_shape = self._concrete_noise_shape(inputs)
-        count = _samples.groups()
-        shared = isinstance(noise_shape[0], int) and noise_shape[0] == 1
-        if count > 1 and shared:
-            # One mask per Monte Carlo sample stacked in the batch.
-            grouped = self._apply(
-                _samples.split(inputs, count), (count, 1, *noise_shape[1:])
-            )
-            return _samples.merge(grouped)
-        return self._apply(inputs, noise_shape)
-
-    def _apply(self, inputs, noise_shape):
         state = self.seed_generator
-        kept = _random.keep_mask(noise_shape, state)
+        shared = isinstance(noise_shape[0], int) and noise_shape[0] == 1
+        if shared and (_samples.groups() > 1 or _samples.consistent()):
+            # One mask per Monte Carlo sample stacked in the batch.
+            grouped = _samples.keep_mask(noise_shape, state)
+            kept = _samples.per_row(grouped, ops.shape(inputs)[0], 0)
+        else:
+            kept = _samples.row_keep_mask(noise_shape, state)
         rate = state.rate(0)
         a = ops.power(
             ops.multiply(
