@@ -391,7 +391,11 @@ def run(
     parts = _join(done, output_dir)
     wall = time.perf_counter() - start
     rows = [row for part in parts.values() for row in part["rows"]]
-    figures = [f for part in parts.values() for f in part["figures"]]
+    figures = [
+        os.path.join(output_dir, os.path.basename(f))
+        for part in parts.values()
+        for f in part["figures"]
+    ]
     summary = _summary(parts, rows, figures, timings, wall)
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "summary.md")
