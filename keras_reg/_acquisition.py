@@ -312,8 +312,11 @@ def acquire(model, pool, count, method="bald", samples=20, seed=None, batch_size
         samples: int >= 1, the Monte Carlo samples per point. Defaults to
             `20`.
         seed: optional int, fixing the dropout masks (and the random draw
-            or the sampled configurations). Defaults to `None`: the layers'
-            own streams.
+            or the sampled configurations); each pool chunk draws from its
+            own stream derived from it (BatchBALD: one stream for every
+            chunk, consistent masks). Defaults to `None`: a seed drawn from
+            NumPy's global generator (`keras.utils.set_random_seed` fixes
+            it).
         batch_size: as for `mc_predict` (default 32).
 
     Returns:
