@@ -357,6 +357,8 @@ def acquire(model, pool, count, method="bald", samples=20, seed=None, batch_size
     count = int(count)
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
+    if seed is None:
+        seed = int(np.random.randint(0, 2**31 - 1))
     if method == "random":
         return np.random.default_rng(seed).permutation(rows)[:count].astype("int64")
     if method == "batchbald":
