@@ -5,6 +5,21 @@ Runs unchanged on the TensorFlow, PyTorch and JAX backends.
 
 __version__ = "0.3.0"
 
-from keras_reg import callbacks, config, inference, layers  # noqa: E402
+from keras_reg import (  # noqa: E402
+    callbacks,
+    config,
+    inference,
+    layers,
+    metrics,
+    models,
+)
 
-__all__ = ["__version__", "callbacks", "config", "inference", "layers"]
+__all__ = [
+    "__version__",
+    "callbacks",
+    "config",
+    "inference",
+    "layers",
+    "metrics",
+    "models",
+]
