@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # `torch` would pull a multi-GB CUDA build.
 BACKEND_PKGS := tensorflow-cpu torch==2.13.0 jax
 
-.PHONY: install test test-fast test-oldest check-dist lint demo bench docs docs-serve clean
+.PHONY: install active-learning test test-fast test-oldest check-dist lint demo bench docs docs-serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	KERAS_BACKEND=$(BACKEND) $(PY) -m examples.demo
+
+# The active-learning experiment in full (5 methods x 5 seeds; each run's
+# curve is cached in demo_output/active_learning/ and reused).
+active-learning: $(STAMP)
+	KERAS_BACKEND=$(BACKEND) $(PY) -m examples.active_learning --full --output-dir demo_output
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
