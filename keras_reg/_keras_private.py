@@ -52,6 +52,12 @@ so a change shows up as one failing test, not as silently wrong masks.
   leaves, or a dict of them for a model built on a dict of inputs), and
   each `InputLayer`'s `batch_shape` and `dtype`.
 
+- `is_applications_stochastic_depth(layer)`: whether a layer is the
+  `StochasticDepth` that `keras.applications`' ConvNeXt defines in its own
+  module and does not export (`keras.src.applications.convnext` in every
+  version checked). `keras_reg.models.portable` replaces it with
+  `DropPath`, and `keras_reg.testing` names it as non-portable.
+
 Not a function here, but held the same way: `VariationalRNN.call`
 (`layers/rnn/_sequence.py`) repeats the steps of `keras.layers.RNN.call`
 except the cell's dropout masks; a test lists every attribute Keras' call
@@ -268,3 +274,13 @@ def saved_input_specs(path):
             dtype = (dtype.get("config") or {}).get("name")
         found.append((key, None if shape is None else tuple(shape), dtype))
     return structure, found
+
+
+def is_applications_stochastic_depth(layer):
+    """Whether `layer` is keras.applications' (ConvNeXt's) `StochasticDepth`,
+    a class that Keras defines in its applications package and does not
+    export."""
+    klass = type(layer)
+    return klass.__name__ == "StochasticDepth" and klass.__module__.startswith(
+        "keras.src.applications"
+    )

@@ -28,6 +28,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_reg import _keras_private
 from keras_reg._checks import check_rate, check_seed
 from keras_reg.layers import (
     AlphaDropout,
@@ -91,13 +92,6 @@ def _is_keras(layer, name):
     return klass is not None and type(layer) is klass
 
 
-def _is_applications_stochastic_depth(layer):
-    # keras.applications' ConvNeXt defines its own, unexported, class.
-    return type(layer).__name__ == "StochasticDepth" and type(
-        layer
-    ).__module__.startswith("keras.src.applications")
-
-
 def _base_config(layer):
     config = layer.get_config()
     return {k: config[k] for k in ("name", "trainable", "dtype") if k in config}
@@ -141,7 +135,7 @@ def _portable_layer(layer, recurrent=None, new_seed=None):
             config["rate"], noise_shape=config.get("noise_shape"),
             seed=config.get("seed"), **base,
         )  # fmt: skip
-    if _is_applications_stochastic_depth(layer):
+    if _keras_private.is_applications_stochastic_depth(layer):
         return DropPath(config["drop_path_rate"], **base)
     for name, klass in _RECURRENT.items():
         if _is_keras(layer, name):

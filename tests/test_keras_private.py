@@ -8,6 +8,7 @@ that module relies on, rather than letting masks go silently wrong.
 
 import inspect
 import re
+import sys
 
 import keras
 import numpy as np
@@ -323,3 +324,18 @@ def test_saved_input_specs_reads_keras_config_json(tmp_path):
     (tmp_path / "bad.keras").write_text("not a zip file")
     with pytest.raises(ValueError, match="is not a `.keras` file"):
         _keras_private.saved_input_specs(str(tmp_path / "bad.keras"))
+
+
+def test_applications_stochastic_depth_is_recognised_and_nothing_else():
+    # Canary: keras.applications' ConvNeXt defines StochasticDepth in its
+    # own (private) module; a release that moves or exports it fails here.
+    home = sys.modules[keras.applications.convnext.ConvNeXtTiny.__module__]
+    assert _keras_private.is_applications_stochastic_depth(home.StochasticDepth(0.1))
+
+    class StochasticDepth(keras.layers.Layer):
+        pass
+
+    assert not _keras_private.is_applications_stochastic_depth(StochasticDepth())
+    assert not _keras_private.is_applications_stochastic_depth(
+        keras.layers.Dropout(0.1)
+    )

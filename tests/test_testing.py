@@ -509,6 +509,8 @@ def test_exactly_keras_random_layers_are_named_with_their_replacement():
     x = keras.Input((6, 5, 4))
     y = keras.layers.SpatialDropout2D(0.2, name="spatial")(x)
     y = keras.layers.GaussianNoise(0.1, name="noise")(y)
+    y = keras.layers.GaussianDropout(0.1, name="gaussian_drop")(y)
+    y = keras.layers.AlphaDropout(0.1, name="alpha_drop")(y)
     y = keras.layers.RandomFlip(name="flip")(y)
     y = MyDropout(0.5, name="subclass")(y)
     y = keras.layers.Reshape((6, 20))(y)
@@ -522,10 +524,29 @@ def test_exactly_keras_random_layers_are_named_with_their_replacement():
             "class": "SpatialDropout2D",
             "suggestion": "InvertedDropout(shared_axes=[1, 2])",
         },
-        {"layer": "noise", "class": "GaussianNoise", "suggestion": "none"},
+        {"layer": "noise", "class": "GaussianNoise", "suggestion": "GaussianNoise"},
+        {
+            "layer": "gaussian_drop",
+            "class": "GaussianDropout",
+            "suggestion": "GaussianDropout",
+        },
+        {"layer": "alpha_drop", "class": "AlphaDropout", "suggestion": "AlphaDropout"},
         {"layer": "flip", "class": "RandomFlip", "suggestion": "none"},
         {"layer": "keras_lstm", "class": "LSTM", "suggestion": "VariationalLSTM"},
         {"layer": "drop", "class": "Dropout", "suggestion": "InvertedDropout"},
+    ]
+
+
+def test_applications_stochastic_depth_is_named_with_drop_path():
+    from keras_reg.testing._portable import non_portable
+
+    # ConvNeXt's StochasticDepth is not exported; reach it through the
+    # module that defines ConvNeXtTiny.
+    home = sys.modules[keras.applications.convnext.ConvNeXtTiny.__module__]
+    x = keras.Input((4,))
+    y = x + home.StochasticDepth(0.3, name="sd")(keras.layers.Dense(4)(x))
+    assert non_portable(keras.Model(x, y)) == [
+        {"layer": "sd", "class": "StochasticDepth", "suggestion": "DropPath"}
     ]
 
 

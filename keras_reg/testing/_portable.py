@@ -10,7 +10,7 @@ named too while `keras_reg.config.set_rng("native")` is in force.
 
 import keras
 
-from keras_reg import _walk, config
+from keras_reg import _keras_private, _walk, config
 
 # Keras' layers whose randomness comes from the backend's generator, and the
 # keras_reg layer to use instead (`"none"` where keras_reg has none). A new
@@ -20,9 +20,9 @@ from keras_reg import _walk, config
 _REPLACEMENTS = {
     "Dropout": "InvertedDropout",
     "SpatialDropout1D": "TimeSharedDropout",
-    "GaussianNoise": "none",
-    "GaussianDropout": "none",
-    "AlphaDropout": "none",
+    "GaussianNoise": "GaussianNoise",
+    "GaussianDropout": "GaussianDropout",
+    "AlphaDropout": "AlphaDropout",
 }
 # Keras' recurrent layers draw their (`dropout`, `recurrent_dropout`) masks
 # from the backend too.
@@ -63,6 +63,8 @@ def suggestion(layer):
             if any(rates):
                 return replacement
             return None
+    if _keras_private.is_applications_stochastic_depth(layer):
+        return "DropPath"
     if name.startswith("Random") or name in _AUGMENTATION:
         if _keras_class(layer, name):
             return "none"
