@@ -20,7 +20,7 @@ from keras_reg._checks import check_bool, check_positive_int, check_seed
 from keras_reg._walk import walk
 from keras_reg.layers import _samples, _stochastic
 
-__all__ = ["mc_dropout", "mc_predict"]
+__all__ = ["acquire", "mc_dropout", "mc_predict", "uncertainty"]
 
 # Keras' own dropout layers, sampled inside `mc_dropout()` too.
 _KERAS_DROPOUT_LAYERS = (
@@ -523,3 +523,8 @@ class _Moments:
             keras.tree.map_structure(mean, self.first, self.total),
             keras.tree.map_structure(std, self.total, self.squares),
         )
+
+
+# The Bayesian tools built on `mc_predict` live in their own module (one job
+# each); `_acquisition` imports this module inside its functions only.
+from keras_reg._acquisition import acquire, uncertainty  # noqa: E402

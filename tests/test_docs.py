@@ -51,7 +51,8 @@ def _public_names(module):
 
 
 @pytest.mark.parametrize(
-    "module", ["layers", "inference", "callbacks", "config", "testing"]
+    "module",
+    ["layers", "inference", "callbacks", "config", "testing", "models", "metrics"],
 )
 def test_every_public_name_has_an_api_entry(module):
     # A submodule that `import keras_reg` leaves out (`keras_reg.testing`).

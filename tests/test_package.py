@@ -1,5 +1,6 @@
 """Packaging facts: the exported names and the changelog's version."""
 
+import importlib
 import inspect
 import pathlib
 import re
@@ -109,6 +110,49 @@ def test_the_0_2_api_names_and_signatures():
     assert list(_defaults(keras_reg.callbacks.late_dropout)) == ["rate", "start"]
     assert _defaults(keras_reg.inference.mc_dropout) == {"model": None}
     assert _defaults(keras_reg.callbacks.DropoutScheduler)["per_step"] is False
+
+
+def test_the_0_4_api_names_and_signatures():
+    # API.md, "Added in 0.4": spelled as the contract spells them.
+    empty = inspect.Parameter.empty
+    assert _defaults(keras_reg.models.portable) == {
+        "model": empty,
+        "strict": False,
+        "verbose": 0,
+    }
+    assert _defaults(keras_reg.models.regularize) == {
+        "model": empty,
+        "dropout": None,
+        "drop_path": None,
+        "dropblock": None,
+        "recurrent": None,
+        "seed": None,
+        "verbose": 0,
+    }
+    assert _defaults(keras_reg.layers.GaussianNoise) == {"stddev": empty, "seed": None}
+    assert _defaults(keras_reg.layers.GaussianDropout) == {"rate": empty, "seed": None}
+    assert _defaults(keras_reg.layers.AlphaDropout) == {
+        "rate": empty,
+        "noise_shape": None,
+        "seed": None,
+    }
+    assert _defaults(keras_reg.inference.uncertainty) == {"samples": empty}
+    assert _defaults(keras_reg.inference.acquire) == {
+        "model": empty,
+        "pool": empty,
+        "count": empty,
+        "method": "bald",
+        "samples": 20,
+        "seed": None,
+        "batch_size": None,
+    }
+    assert _defaults(keras_reg.inference.mc_predict)["consistent"] is False
+    ece = _defaults(keras_reg.metrics.ExpectedCalibrationError)
+    assert list(ece)[:2] == ["num_bins", "name"]
+    assert (ece["num_bins"], ece["name"]) == (15, "ece")
+    testing = importlib.import_module("keras_reg.testing")
+    compare = _defaults(testing.compare_backends)
+    assert compare["timeout"] is None and compare["jobs"] is None
 
 
 def _declared_keras_floor():
