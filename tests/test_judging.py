@@ -410,6 +410,72 @@ def test_the_compute_dtype_is_the_least_precise():
     assert _judge.compute_dtype([]) is None
 
 
+# --- the floor: a tensor at the rounding level of its kind ----------------------
+
+
+def _gradients(largest, small_b, small_a, dtype="float32"):
+    """The gradients of one call: a kernel whose largest value is `largest`
+    (the same on both sides) and a small tensor judged beside it."""
+    kernel = np.linspace(-largest, largest, 12).astype("float32")
+    values = [("gradients", "gradient", "conv/kernel", kernel, kernel)]
+    values.append(("gradients", "gradient", "bn/beta", small_a, small_b))
+    return {c["name"]: c for c in _run(values, dtype)}
+
+
+def test_a_cancelling_sum_is_judged_at_the_rounding_level_of_its_kind():
+    # Measured on a random MobileNetV3Small: a BatchNormalization beta's
+    # gradient is exactly 0 on TensorFlow and up to 1.3e-7 on torch and
+    # JAX, beside gradients up to 104.
+    zeros = np.zeros(16, "float32")
+    noise = np.float32(1.3e-7) * np.sign(np.sin(np.arange(16))).astype("float32")
+    got = _gradients(104.0, zeros, noise)["bn/beta"]
+    assert got["passed"] and 0 < got["excess"] < 1 / 10
+    # max_rel is relative to the scale used: the floor, 1e-5 * 104.
+    assert got["max_rel"] == pytest.approx(1.3e-7 / (1e-5 * 104.0), rel=1e-6)
+    # Alone, with nothing larger of its kind, it is judged at its own
+    # scale (0) and fails.
+    (alone,) = _run([("gradients", "gradient", "bn/beta", noise, zeros)], "float32")
+    assert not alone["passed"]
+
+
+@pytest.mark.parametrize(
+    "dtype, share", [("float32", 1e-5), ("float32", 1e-3), ("bfloat16", 1e-2)]
+)
+def test_one_percent_still_fails_in_a_tensor_as_small_as_the_floor(dtype, share):
+    largest = 104.0
+    small = np.linspace(-1, 1, 16).astype("float32") * np.float32(share * largest)
+    got = _gradients(largest, small, small * np.float32(1.01), dtype)["bn/beta"]
+    # float32: 1% is 5 times its bound; bfloat16's bound is 2**-7 (0.78%).
+    assert not got["passed"] and got["excess"] > (4 if dtype == "float32" else 1.2)
+    rounded = small * np.float32(1 + 1e-6)
+    assert _gradients(largest, small, rounded, dtype)["bn/beta"]["passed"]
+
+
+def test_below_the_floor_differences_up_to_its_bound_pass():
+    # The rule's stated limit: below FLOOR * G, a difference up to
+    # rtol * FLOOR * G passes, even one of 100%.
+    largest = 104.0
+    bound = 2e-3 * 1e-5 * largest
+    small = np.full(8, bound * 0.9, "float32")
+    assert _gradients(largest, small, small * 2)["bn/beta"]["passed"]
+    assert not _gradients(largest, small, small * 3)["bn/beta"]["passed"]
+
+
+def test_the_floor_is_taken_per_mode_and_kind():
+    # A large output sets no floor for the gradients, nor for training.
+    big = np.full(4, 1e4, "float32")
+    small = np.linspace(-1, 1, 8).astype("float32") * np.float32(1e-7)
+    got = _run(
+        [
+            ("inference", "output", "out", big, big),
+            ("training", "output", "out", small * 1.01, small),
+            ("gradients", "gradient", "w", small * 1.01, small),
+        ],
+        "float32",
+    )
+    assert [c["passed"] for c in got] == [True, False, False]
+
+
 # --- compare(): pairing the entries ----------------------------------------------
 
 

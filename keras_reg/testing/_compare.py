@@ -52,7 +52,12 @@ def compare_backends(
     and in bfloat16 also `mean |a - b| <= atol + 0.75 * rtol * mean |b|`
     (a 1% difference and one rounding step are both about one unit in the
     last place there: the mean tells a systematic difference from
-    rounding). `rtol` is a fraction of the tensor's scale, `atol` an
+    rounding). A tensor whose values are below 1e-5 (float32; 16-bit
+    floats: 1e-2) of the largest reference value of its kind in its mode
+    (all the gradients of a call, say) is at the computation's rounding
+    level, and `max |b|` is replaced by that floor: a gradient that is
+    exactly 0 on one backend and 1e-9 on another beside gradients of 100
+    passes. `rtol` is a fraction of the tensor's scale, `atol` an
     absolute floor below which differences are ignored. NaN on either side
     fails. A value
     is judged in the least precise dtype it was computed from (a
