@@ -351,13 +351,12 @@ def mc_predict(
             the samples are distributed as without `consistent`; only
             their agreement across rows changes. Every keras_reg layer and
             cell draws them (input, recurrent in both modes, output,
-            weight and zoneout masks), except `ConcreteDropout` for now.
-            A model holding Keras' own dropout layers (`Dropout`,
+            weight and zoneout masks, and `ConcreteDropout`'s relaxed
+            mask). A model holding Keras' own dropout layers (`Dropout`,
             `SpatialDropout*`, `GaussianDropout`, `AlphaDropout`), which
-            draw one mask per row from the backend's generator, or a
-            `ConcreteDropout`, raises `ValueError` naming them (convert
-            Keras' layers with `keras_reg.models.portable`). Without
-            `seed`, one is drawn
+            draw one mask per row from the backend's generator, raises
+            `ValueError` naming them (convert them with
+            `keras_reg.models.portable`). Without `seed`, one is drawn
             for the call (`keras.utils.set_random_seed` makes it
             repeatable): its samples are consistent, another call's are
             others. Defaults to `False`.

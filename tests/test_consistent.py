@@ -153,6 +153,16 @@ FAMILIES = {
         _single(lambda: layers.DropBlock2D(0.3, 2, seed=7), (B, 6, 6, 2)),
         True,
     ),
+    # A learned rate (0.3 here), a continuous relaxed mask.
+    "ConcreteDropout": (
+        _single(
+            lambda: layers.ConcreteDropout(
+                keras.layers.Dense(6), init_min=0.3, init_max=0.3, seed=7
+            ),
+            (B, T, 8),
+        ),
+        True,
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from keras import ops
 
 from keras_reg import _random
 from keras_reg._checks import _invalid, check_floating, check_positive_float
+from keras_reg.layers import _samples
 from keras_reg.layers._stochastic import Stochastic, sampling
 
 
@@ -52,7 +53,9 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
     `(k + 1/2) / 2**24` for 24 random bits `k` from keras_reg's generator,
     so it is never 0 or 1, and in portable mode it is the same on every
     backend. Inference is the wrapped layer alone; `mc_predict` and
-    `mc_dropout` sample the relaxed mask.
+    `mc_dropout` sample the relaxed mask. Under
+    `mc_predict(..., consistent=True)` the noise of sample `t` is one draw
+    shared by every row (consistent masks, as for the other layers).
 
     Each call (training or not) adds the regularizer of Gal, Hron & Kendall
     to the model's losses:
@@ -108,6 +111,9 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
     Reference:
         Gal, Hron & Kendall, 2017, "Concrete Dropout".
     """
+
+    # Every draw goes through `_samples.row_bits`.
+    _consistent_masks = True
 
     def __init__(
         self,
@@ -197,8 +203,11 @@ class ConcreteDropout(Stochastic, keras.layers.Wrapper):
         return weight_term + dropout_term
 
     def _relaxed_dropout(self, inputs, p_logit):
+        # Rows along axis 0: under `mc_predict(..., consistent=True)` every
+        # row of a sample draws that sample's noise (`_samples.row_bits`);
+        # otherwise this is `_random.uniform_bits`, one draw per element.
         bits = ops.cast(
-            _random.uniform_bits(ops.shape(inputs), self.seed_generator),
+            _samples.row_bits(ops.shape(inputs), self.seed_generator),
             p_logit.dtype,
         )
         # log u - log(1 - u) for u = (bits + 1/2) / 2**24, without forming
