@@ -1,3 +1,4 @@
+import functools
 import threading
 import tracemalloc
 
@@ -29,7 +30,12 @@ def _data(seed, shape, scale=1.0, shift=0.0):
     return (rng.normal(size=shape) * scale + shift).astype("float32")
 
 
+@functools.cache
 def _bn_model(rate=0.3):
+    """Built and trained once for the module (a fit compiles a train step:
+    seconds on TensorFlow and JAX). The tests that use it seed their
+    samples or only compare calls with each other, so what another test
+    drew or trained before does not matter."""
     inputs = keras.Input((8,))
     x = keras.layers.Dense(32)(inputs)
     x = keras.layers.BatchNormalization()(x)
@@ -47,7 +53,7 @@ def test_batch_norm_runs_in_inference_and_keeps_its_statistics():
     model, x = _bn_model()
     bn = model.layers[2]
     before = [to_numpy(v).copy() for v in (bn.moving_mean, bn.moving_variance)]
-    mean, std = mc_predict(model, x, samples=5, seed=0)
+    mean, std = mc_predict(model, x, samples=4, seed=0)
     with mc_dropout():
         model(x)
     after = [to_numpy(v) for v in (bn.moving_mean, bn.moving_variance)]
@@ -109,7 +115,7 @@ def test_same_seed_same_result_and_streams_left_alone():
     assert not np.array_equal(first[1], other[1])
     np.testing.assert_array_equal(state, to_numpy(ours.seed_generator.state))
     # Without a seed the layers' own streams move on: samples differ.
-    a, b = mc_predict(model, x, samples=3), mc_predict(model, x, samples=3)
+    a, b = mc_predict(model, x, samples=4), mc_predict(model, x, samples=4)
     assert not np.array_equal(a[0], b[0])
     # predict is deterministic again afterwards.
     np.testing.assert_array_equal(
@@ -119,11 +125,12 @@ def test_same_seed_same_result_and_streams_left_alone():
 
 def test_return_samples_matches_mean_and_std():
     model, x = _bn_model()
-    mean, std, stack = mc_predict(model, x, samples=6, seed=2, return_samples=True)
-    assert stack.shape == (6, 64, 3)
+    # 4 samples, as the other tests of this model: one compiled function.
+    mean, std, stack = mc_predict(model, x, samples=4, seed=2, return_samples=True)
+    assert stack.shape == (4, 64, 3)
     np.testing.assert_allclose(mean, stack.mean(0), atol=1e-5)
     np.testing.assert_allclose(std, stack.std(0), atol=1e-5)
-    assert len({stack[i].tobytes() for i in range(6)}) == 6
+    assert len({stack[i].tobytes() for i in range(4)}) == 4
 
 
 @pytest.mark.parametrize("layer_cls", [VariationalLSTM, LayerNormLSTM])
@@ -163,9 +170,9 @@ def test_memory_stays_bounded_unless_samples_are_returned(samples_per_call):
 
 def test_progress_bar_with_verbose(capsys):
     model, x = _bn_model()
-    mc_predict(model, x, samples=3, verbose=1)
-    assert "3/3" in capsys.readouterr().out
-    mc_predict(model, x, samples=3)
+    mc_predict(model, x, samples=4, verbose=1)
+    assert "4/4" in capsys.readouterr().out
+    mc_predict(model, x, samples=4)
     assert capsys.readouterr().out == ""
 
 
@@ -449,3 +456,61 @@ def test_samples_that_cannot_stack_run_one_per_call():
     mean, std = mc_predict(weight_drop, _data(8, (5, 4, 3)), samples=4, seed=0)
     assert np.all(std > 0)
     assert inference._stackable(_bn_model()[0])
+
+
+# --- the batched predict loop (TensorFlow) against Keras' predict ------------------
+
+
+def _two_input_model():
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    h = keras.layers.Concatenate()([a, b])
+    h = InvertedDropout(0.5, seed=1)(keras.layers.Dense(8)(h))
+    return keras.Model({"a": a, "b": b}, {"out": keras.layers.Dense(2)(h), "h": h})
+
+
+@pytest.mark.parametrize(
+    "case", ["stacked", "one_per_call", "weight_drop", "consistent", "nested"]
+)
+def test_batched_predict_draws_what_predict_draws(case, monkeypatch):
+    # `mc_predict` runs `predict_on_batch` per batch instead of `predict`
+    # on TensorFlow; here on every backend, against Keras' `predict`: the
+    # same samples to the bit, a partial last batch (11 rows, batches of 4)
+    # and float64 inputs included.
+    kwargs = dict(samples=6, seed=3, batch_size=4, return_samples=True)
+    if case == "nested":
+        model = _two_input_model()
+        x = {"a": _data(9, (11, 4)).astype("float64"), "b": _data(10, (11, 3))}
+    elif case == "weight_drop":
+        inputs = keras.Input((5, 3))
+        outputs = VariationalLSTM(4, weight_dropout=0.5, dropout=0.3, seed=1)(inputs)
+        model = keras.Model(inputs, outputs)
+        x = _data(11, (11, 5, 3)).astype("float64")
+    elif case == "consistent":
+        inputs = keras.Input((8,))
+        h = InvertedDropout(0.5, seed=1)(keras.layers.Dense(16)(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(3)(h))
+        x = _data(12, (11, 8)).astype("float64")
+    else:
+        model, x = _bn_model()
+        x = x[:11].astype("float64")
+    if case == "one_per_call":
+        kwargs["samples_per_call"] = 1
+    if case in ("consistent", "weight_drop"):
+        kwargs["consistent"] = case == "consistent"
+    monkeypatch.setattr(inference, "_BATCHED_BACKENDS", ())
+    expected = mc_predict(model, x, **kwargs)[2]
+    monkeypatch.setattr(inference, "_BATCHED_BACKENDS", (keras.backend.backend(),))
+    calls = []
+    original = inference._batched_predict
+
+    def counting(*args):
+        result = original(*args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(inference, "_batched_predict", counting)
+    got = mc_predict(model, x, **kwargs)[2]
+    assert calls and all(calls)
+    for a, b in zip(keras.tree.flatten(got), keras.tree.flatten(expected), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
