@@ -132,8 +132,10 @@ def test_batchbald_keeps_no_underflow_over_many_points():
 # --- acquire on models -------------------------------------------------------
 
 
+@functools.cache
 def _dropout_model():
-    """p(class 0) = sigmoid(3 * dropout(x) - 0.5) on one unit, rate 0.5:
+    """Built once for the module (its weights are fixed; every test seeds
+    its samples). p(class 0) = sigmoid(3 * dropout(x) - 0.5) on one unit, rate 0.5:
     for x = 0 the samples agree (class 1); for x = 2 half of them say
     class 0 with certainty (mutual information about 0.2, variation ratio
     0.5); for x = 0.05 they nearly agree."""

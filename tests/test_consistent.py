@@ -166,11 +166,29 @@ FAMILIES = {
 }
 
 
+# One model per family for the whole module, and the same calls where the
+# checks allow: `mc_predict` compiles a predict function per model, number
+# of samples per call, mode (consistent or not) and batch shape (JAX
+# compiles, TensorFlow traces, a few seconds each for a recurrent model).
+# Every call below in batches of 3 rows with 24 samples per call (or one
+# per call where the model does not stack) runs the same compiled
+# function; the checks of each test use the other configurations they name.
+_MODELS = {}
+BATCH = 3
+
+
+def _model(name):
+    """The family's `(model, x)`, built once."""
+    if name not in _MODELS:
+        _MODELS[name] = FAMILIES[name][0]()
+    return _MODELS[name]
+
+
 def _pool(x):
-    """`x` with its row 0 also at positions 4 and 6 (batch size 3: the
-    three copies sit in three batches, at three places in them)."""
-    order = [1, 0, 2, 3, 0, 4, 0]
-    return x[order], [1, 4, 6]
+    """`x` with its row 0 at positions 1, 5 and 6 (batches of 3: the three
+    copies sit in three batches, at the three places in them)."""
+    order = [1, 0, 2, 3, 4, 0, 0, 2, 1]
+    return x[order], [1, 5, 6]
 
 
 def _distinct(stack):
@@ -179,19 +197,19 @@ def _distinct(stack):
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_sample_t_is_the_same_for_a_row_wherever_and_whenever_it_is(name):
-    build, many = FAMILIES[name]
-    model, x = build()
+    many = FAMILIES[name][1]
+    model, x = _model(name)
     pool, copies = _pool(x)
     kwargs = dict(samples=SAMPLES, seed=5, consistent=True, return_samples=True)
-    stack = mc_predict(model, pool, batch_size=3, **kwargs)[2]
+    stack = mc_predict(model, pool, batch_size=BATCH, **kwargs)[2]
     row = stack[:, copies[0]]
     for position in copies[1:]:
         np.testing.assert_allclose(stack[:, position], row, rtol=1e-5, atol=1e-6)
-    # Another call: other neighbours, batches of 2, one sample per call.
-    again = mc_predict(model, x[::-1], batch_size=2, samples_per_call=1, **kwargs)[2]
+    # Another call: other neighbours, one batch of 5, one sample per call.
+    again = mc_predict(model, x[::-1], batch_size=5, samples_per_call=1, **kwargs)[2]
     np.testing.assert_allclose(again[:, -1], row, rtol=1e-5, atol=1e-6)
     # The samples differ; another seed draws others.
-    other = mc_predict(model, pool, batch_size=3, **dict(kwargs, seed=6))[2]
+    other = mc_predict(model, pool, batch_size=BATCH, **dict(kwargs, seed=6))[2]
     if many:
         # At least 2**8 outcomes per sample: 24 draws are nearly all
         # different (masks that ignore `t` give 1).
@@ -204,12 +222,15 @@ def test_sample_t_is_the_same_for_a_row_wherever_and_whenever_it_is(name):
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_each_row_is_distributed_as_without_consistent(name):
-    build, _ = FAMILIES[name]
-    model, x = build()
+    model, x = _model(name)
     many = MANY if _stackable(model) else MANY_UNSTACKED
-    kwargs = dict(samples=many, samples_per_call=many, return_samples=True)
-    consistent = mc_predict(model, x, seed=5, consistent=True, **kwargs)[2]
-    plain = mc_predict(model, x, seed=5, **kwargs)[2]
+    # Row 0 of 3 rows, 24 samples per call (43 calls): the consistent
+    # samples run the function the test above compiled.
+    kwargs = dict(
+        samples=many, samples_per_call=SAMPLES, batch_size=BATCH, return_samples=True
+    )
+    consistent = mc_predict(model, x[:BATCH], seed=5, consistent=True, **kwargs)[2]
+    plain = mc_predict(model, x[:BATCH], seed=5, **kwargs)[2]
     # One row: its samples are independent draws in both modes. Each of
     # its elements, and their sum (which sees a change in the rate or in
     # how the elements' masks go together more sharply), is compared.
@@ -256,15 +277,16 @@ def test_layers_without_consistent_masks_are_refused_by_name():
 
 @pytest.mark.parametrize("bad", [1, "yes", None])
 def test_consistent_must_be_a_bool(bad):
-    model, x = FAMILIES["InvertedDropout"][0]()
+    model, x = _model("InvertedDropout")
     with pytest.raises(ValueError, match=r"`consistent`.*Received: consistent="):
         mc_predict(model, x, samples=2, consistent=bad)
 
 
 def test_without_a_seed_one_is_drawn_for_the_call():
-    model, x = FAMILIES["LSTM-recurrent_batch"][0]()
+    model, x = _model("LSTM-recurrent_batch")
     pool, copies = _pool(x)
-    kwargs = dict(samples=6, consistent=True, return_samples=True, batch_size=3)
+    kwargs = dict(samples=SAMPLES, consistent=True, return_samples=True)
+    kwargs["batch_size"] = BATCH
     keras.utils.set_random_seed(11)
     first = mc_predict(model, pool, **kwargs)[2]
     for position in copies[1:]:
@@ -278,9 +300,9 @@ def test_without_a_seed_one_is_drawn_for_the_call():
 def test_nothing_outlives_the_call():
     # The layers' streams are where they were, plain calls draw per row
     # again, and no consistent context is left open.
-    model, x = FAMILIES["GRU-all"][0]()
+    model, x = _model("GRU-all")
     before = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
-    mc_predict(model, x, samples=3, seed=1, consistent=True)
+    mc_predict(model, x[:BATCH], samples=SAMPLES, seed=1, consistent=True)
     after = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)

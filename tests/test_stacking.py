@@ -203,6 +203,17 @@ CONFIGURATIONS = {
 }
 
 
+# Each configuration's `(model, x)`, built once for the module (the
+# principle test and the check that the configurations stack share them).
+_MODELS = {}
+
+
+def _model(name):
+    if name not in _MODELS:
+        _MODELS[name] = CONFIGURATIONS[name][0]()
+    return _MODELS[name]
+
+
 def _distinct(stack):
     """How many different samples `stack` (samples first) holds, to 4
     decimals (identical masks give identical rows to rounding)."""
@@ -215,8 +226,8 @@ def _spread(stack):
 
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
 def test_stacked_samples_draw_what_separate_calls_draw(name):
-    build, many = CONFIGURATIONS[name]
-    model, x = build()
+    many = CONFIGURATIONS[name][1]
+    model, x = _model(name)
     samples = SAMPLES if many else BINARY_SAMPLES
     stacked = mc_predict(
         model, x, samples=samples, seed=0, samples_per_call=samples, return_samples=True
@@ -237,11 +248,7 @@ def test_the_stacked_configurations_stack():
     # The principle test above is only worth something where mc_predict
     # does stack: every configuration stacks except those documented to
     # run one predict per sample.
-    not_stacked = {
-        name
-        for name, (build, _) in CONFIGURATIONS.items()
-        if not _stackable(build()[0])
-    }
+    not_stacked = {name for name in CONFIGURATIONS if not _stackable(_model(name)[0])}
     assert not_stacked == {
         *(f"{family}-weight_dropout" for family in RNN_FAMILIES),
         "keras.Dropout-noise_shape_batch_shared",
