@@ -58,7 +58,14 @@ FULL = {
     "methods": METHODS,
     "max_labels": 300,
 }
-SHORT = {"seeds": (0,), "methods": ("bald", "random"), "max_labels": 50}
+# The demo's run: one seed, BALD against random, to 100 labels (every
+# (re)training 100 gradient steps instead of 200).
+SHORT = {
+    "seeds": (0,),
+    "methods": ("bald", "random"),
+    "max_labels": 100,
+    "steps": 100,
+}
 
 INITIAL_PER_CLASS = 2
 ACQUIRE = 10
@@ -106,7 +113,8 @@ class _Learner:
     """One model, compiled once, reset to its initial weights and its
     optimizer's initial state before every training (no retracing)."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, steps=STEPS):
+        self.steps = steps
         keras.utils.set_random_seed(seed)
         self.model = build_model(seed)
         self.model.compile(
@@ -127,7 +135,7 @@ class _Learner:
         ):
             v.assign(value)
         # A fixed number of full batches: the same shapes every round.
-        index = self.rng.choice(len(x), STEPS * BATCH, replace=True)
+        index = self.rng.choice(len(x), self.steps * BATCH, replace=True)
         self.model.fit(x[index], y[index], batch_size=BATCH, epochs=1, verbose=0)
 
     def error(self, x, y):
@@ -135,10 +143,11 @@ class _Learner:
         return float((np.argmax(probs, -1) != y).mean())
 
 
-def run_one(method, seed, max_labels, progress=False):
-    """One active-learning run: the test error after each acquisition."""
+def run_one(method, seed, max_labels, progress=False, steps=STEPS):
+    """One active-learning run: the test error after each acquisition
+    (`steps` gradient steps per training)."""
     x_pool, y_pool, x_test, y_test, labelled = load_split(seed)
-    learner = _Learner(seed)
+    learner = _Learner(seed, steps)
     labelled = list(labelled)
     unlabelled = np.setdiff1d(np.arange(len(x_pool)), labelled)
     labels, errors = [], []
@@ -175,6 +184,7 @@ def run_one(method, seed, max_labels, progress=False):
         "errors": errors,
         "seconds": time.perf_counter() - start,
         "backend": keras.backend.backend(),
+        "steps": steps,
     }
 
 
@@ -193,21 +203,26 @@ def run(
     max_labels=SHORT["max_labels"],
     progress=True,
     cache_dir=None,
+    steps=SHORT["steps"],
 ):
-    """Every (method, seed) run; with `cache_dir`, each run's curve is
-    read from (or written to) a JSON file there."""
+    """Every (method, seed) run, `steps` gradient steps per training; with
+    `cache_dir`, each run's curve is read from (or written to) a JSON file
+    there."""
     runs = []
     for seed in seeds:  # seed-major: an interrupted sweep has whole seeds
         for method in methods:
             path = None
             if cache_dir is not None:
-                name = f"{keras.backend.backend()}_{method}_{seed}_{max_labels}.json"
+                name = f"{keras.backend.backend()}_{method}_{seed}_{max_labels}"
+                if steps != STEPS:
+                    name += f"_{steps}steps"
+                name += ".json"
                 path = os.path.join(cache_dir, name)
                 if os.path.exists(path):
                     with open(path) as f:
                         runs.append(json.load(f))
                     continue
-            result = run_one(method, seed, max_labels, progress)
+            result = run_one(method, seed, max_labels, progress, steps)
             if progress:
                 print(
                     f"{method} seed {seed}: {result['seconds']:.1f} s, final "
@@ -219,7 +234,12 @@ def run(
                 with open(path, "w") as f:
                     json.dump(result, f)
             runs.append(result)
-    return {"runs": runs, "methods": list(methods), "max_labels": max_labels}
+    return {
+        "runs": runs,
+        "methods": list(methods),
+        "max_labels": max_labels,
+        "steps": steps,
+    }
 
 
 def sweep(output_dir=OUTPUT_DIR, progress=True, methods=METHODS, seeds=FULL["seeds"]):
@@ -230,6 +250,7 @@ def sweep(output_dir=OUTPUT_DIR, progress=True, methods=METHODS, seeds=FULL["see
         FULL["max_labels"],
         progress,
         cache_dir=os.path.join(output_dir, "active_learning"),
+        steps=STEPS,
     )
 
 
@@ -288,7 +309,7 @@ COLORS = {
 }
 
 
-def plot(outcome, output_dir=OUTPUT_DIR):
+def plot(outcome, output_dir=OUTPUT_DIR, name="active_learning.png"):
     """Test error against labels: the mean over seeds, the band min-max."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -320,7 +341,7 @@ def plot(outcome, output_dir=OUTPUT_DIR):
         f"({keras.backend.backend()})",
         fontsize=10,
     )
-    return save_figure(fig, "active_learning.png", output_dir)
+    return save_figure(fig, name, output_dir)
 
 
 def main(argv=None):

@@ -34,10 +34,19 @@ import time
 
 import keras
 
-from examples import backend_check, char_lm, cnn_digits, uncertainty
+from examples import (
+    active_learning,
+    backend_check,
+    char_lm,
+    cnn_digits,
+    regularize_application,
+    uncertainty,
+)
 from examples._common import OUTPUT_DIR, deterministic, markdown_table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The settings of `short_run` (the uncertainty example, briefly).
+SHORT = {"epochs": 3, "samples": 5, "ensemble": 2}
 HEADER = ["example", "metric", "value"]
 
 SETTINGS = {
@@ -49,7 +58,19 @@ SETTINGS = {
         "lm_units": char_lm.UNITS,
         "sample_length": 200,
         "mc_epochs": 40,
+        "mc_ensemble": uncertainty.ENSEMBLE,
+        "app_epochs": 8,
+        "app_samples": 10,
+        "app_train_size": 500,
+        "app_mc_rows": 300,
+        "al_seeds": list(active_learning.SHORT["seeds"]),
+        "al_methods": list(active_learning.SHORT["methods"]),
+        "al_max_labels": active_learning.SHORT["max_labels"],
+        "al_steps": active_learning.SHORT["steps"],
     },
+    # The uncertainty step at `short_run`'s settings (with `samples=5`):
+    # the test of the quick demo checks its figures against
+    # `docs/figures/demo_short_record.json` too.
     "quick": {
         "cnn_epochs": 1,
         "lm_epochs": 2,
@@ -57,7 +78,16 @@ SETTINGS = {
         "lm_val_chars": 1_000,
         "lm_units": 32,
         "sample_length": 10,
-        "mc_epochs": 1,
+        "mc_epochs": SHORT["epochs"],
+        "mc_ensemble": SHORT["ensemble"],
+        "app_epochs": 1,
+        "app_samples": 2,
+        "app_train_size": 100,
+        "app_mc_rows": 20,
+        "al_seeds": [0],
+        "al_methods": ["bald", "random"],
+        "al_max_labels": 30,
+        "al_steps": 10,
     },
 }
 
@@ -177,7 +207,10 @@ def combine_char_lm(parts, output_dir):
 
 def uncertainty_step(settings, output_dir, progress):
     mc = uncertainty.run(
-        settings["mc_epochs"], samples=settings["mc_samples"], progress=progress
+        settings["mc_epochs"],
+        samples=settings["mc_samples"],
+        progress=progress,
+        ensemble=settings["mc_ensemble"],
     )
     rows = [
         [
@@ -186,12 +219,119 @@ def uncertainty_step(settings, output_dir, progress):
             f"{mc['aurocs'][method][shift]:.3f}",
         ]
         for shift in uncertainty.SHIFTS
-        for method in uncertainty.METHODS
+        for method in uncertainty.SCORES
+    ]
+    rows += [
+        [
+            "uncertainty",
+            f"ECE on clean digits 0-7 ({uncertainty.BINS} bins), {method}",
+            f"{mc['calibration'][method]['ece']:.3f}",
+        ]
+        for method in uncertainty.CALIBRATED
     ]
     return {
         "rows": rows,
         "markdown": "## uncertainty\n\n" + uncertainty.format_table(mc),
-        "figures": [uncertainty.plot(mc, output_dir)],
+        "figures": [
+            uncertainty.plot(mc, output_dir),
+            uncertainty.plot_reliability(mc, output_dir),
+        ],
+        "record": {"uncertainty_figures": uncertainty_figures(mc)},
+    }
+
+
+def uncertainty_figures(mc):
+    """The uncertainty example's AUROCs and clean accuracies, rounded to 4
+    decimals (the form of `docs/figures/demo_short_record.json`)."""
+    figures = {
+        f"AUROC clean vs {shift}, {method}": round(value, 4)
+        for method, by_shift in mc["aurocs"].items()
+        for shift, value in by_shift.items()
+    }
+    for method, value in mc["results"][0]["accuracy"].items():
+        figures[f"accuracy on clean digits, {method}"] = round(value, 4)
+    return figures
+
+
+def application_step(settings, output_dir, progress):
+    """`examples.regularize_application`: a random-weight MobileNetV3Small,
+    `regularize`d, fine-tuned on the digits and scored with `mc_predict`,
+    and what `portable` replaces in it (the layer the checker names). The
+    backend check of the application itself (two checks, six subprocesses,
+    minutes on JAX) is not run here: `make demo`'s backend check runs on
+    the character model, and `python -m examples.regularize_application`
+    runs the application's."""
+    del output_dir
+    app = regularize_application.run(
+        epochs=settings["app_epochs"],
+        samples=settings["app_samples"],
+        train_size=settings["app_train_size"],
+        check_backends=(),
+        verbose=1 if progress else 0,
+        mc_rows=settings["app_mc_rows"],
+    )
+    name = f"regularize_application ({app['application']})"
+    counts = regularize_application.counts_text
+    rows = [
+        [name, "layers inserted by regularize", counts(app["inserted"])],
+        [name, "layers replaced by regularize", counts(app["replaced"])],
+        [
+            name,
+            "inference unchanged by regularize",
+            "yes" if app["inference_unchanged"] else "no",
+        ],
+        [
+            name,
+            f"val accuracy after {app['epochs']} epochs, MC dropout mean "
+            f"({app['samples']} samples)",
+            f"{app['val_accuracy']:.3f}, {app['mc_val_accuracy']:.3f}",
+        ],
+        [
+            name,
+            "layers portable replaces (the checker names them)",
+            counts(app["portable_replaced"]),
+        ],
+    ]
+    return {
+        "rows": rows,
+        "markdown": "## regularize_application\n\n"
+        + regularize_application.format_table(app),
+        "figures": [],
+    }
+
+
+def active_learning_step(settings, output_dir, progress):
+    """`examples.active_learning`, the demo's short run: one seed, BALD
+    against random (`make active-learning` runs the full sweep)."""
+    outcome = active_learning.run(
+        seeds=tuple(settings["al_seeds"]),
+        methods=tuple(settings["al_methods"]),
+        max_labels=settings["al_max_labels"],
+        progress=progress,
+        steps=settings["al_steps"],
+    )
+    table = active_learning.summary(outcome)
+    rows = []
+    for level in active_learning.LEVELS:
+        for method in outcome["methods"]:
+            (labels,) = table[method][level]  # one seed
+            rows.append(
+                [
+                    "active_learning",
+                    f"labels to {level:.0%} test error, {method}",
+                    str(labels) if labels is not None else f"> {outcome['max_labels']}",
+                ]
+            )
+    figure = active_learning.plot(outcome, output_dir, name="active_learning_demo.png")
+    curves = {
+        r["method"]: {"labels": r["labels"], "errors": r["errors"]}
+        for r in outcome["runs"]
+    }
+    return {
+        "rows": rows,
+        "markdown": "## active_learning\n\n" + active_learning.format_table(outcome),
+        "figures": [figure],
+        "record": {"active_learning_curves": curves},
     }
 
 
@@ -242,6 +382,8 @@ STEPS = [
     ("char_lm: variational", "examples.demo", "char_variational_step"),
     ("char_lm: layer_norm", "examples.demo", "char_layer_norm_step"),
     ("uncertainty", "examples.demo", "uncertainty_step"),
+    ("regularize_application", "examples.demo", "application_step"),
+    ("active_learning", "examples.demo", "active_learning_step"),
     # Further examples plug in here: ("name", "examples.module", "function").
 ]
 # Steps whose results one function joins into one part of the summary:
@@ -256,16 +398,18 @@ JOINED = {
 # without it runs the examples only.
 CHECK_STEP = ("backend check", "examples.demo", "backend_check_step")
 # Each step's CPU seconds on TensorFlow, full settings, imports included
-# (2026-12-06, on 2 cores shared with other work, which inflates them): the
-# steps start longest first, so that the last to end is a short one. A
-# step not listed starts first.
+# (2026-12-06, on 2 cores shared with other work; the backend check's
+# include its subprocesses): the steps start longest first, so that the
+# last to end is a short one. A step not listed starts first.
 CPU_SECONDS = {
-    "char_lm: layer_norm": 96,
-    "char_lm: variational": 72,
-    "char_lm: lstm": 65,
+    "regularize_application": 57,
     "uncertainty": 49,
-    "cnn_digits": 48,
-    "backend check": 40,
+    "char_lm: layer_norm": 48,
+    "cnn_digits": 41,
+    "char_lm: variational": 35,
+    "backend check": 34,
+    "char_lm: lstm": 31,
+    "active_learning": 28,
 }
 
 
@@ -467,20 +611,20 @@ def _summary(parts, rows, figures, timings, wall):
 
 
 def short_run():
-    """A few seconds of the demo's uncertainty example (3 epochs, 5 samples,
-    2 ensemble members), deterministic like the demo:
-    `tests/test_demo_figures.py` runs it in a fresh process and compares its
-    figures with `docs/figures/demo_short_record.json`."""
+    """A few seconds of the demo's uncertainty example (`SHORT`: 3 epochs,
+    5 samples, 2 ensemble members), deterministic like the demo; the quick
+    demo runs the same (`SETTINGS["quick"]`, `samples=5`), and
+    `tests/test_demo_figures.py` compares its figures with
+    `docs/figures/demo_short_record.json` (`--short` prints them for a
+    backend's entry)."""
     deterministic()
-    mc = uncertainty.run(3, samples=5, progress=False, ensemble=2)
-    figures = {
-        f"AUROC clean vs {shift}, {method}": round(value, 4)
-        for method, by_shift in mc["aurocs"].items()
-        for shift, value in by_shift.items()
-    }
-    for method, value in mc["results"][0]["accuracy"].items():
-        figures[f"accuracy on clean digits, {method}"] = round(value, 4)
-    return figures
+    mc = uncertainty.run(
+        SHORT["epochs"],
+        samples=SHORT["samples"],
+        progress=False,
+        ensemble=SHORT["ensemble"],
+    )
+    return uncertainty_figures(mc)
 
 
 def main(argv=None):

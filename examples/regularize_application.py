@@ -12,6 +12,7 @@ one change. The data are scikit-learn's bundled 8x8 digits, upsampled to
 """
 
 import argparse
+import collections
 import os
 import sys
 
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_reg  # noqa: E402
 import keras_reg.models  # noqa: E402
+from examples._common import markdown_table  # noqa: E402
 from keras_reg.inference import mc_predict  # noqa: E402
 from keras_reg.testing import compare_backends  # noqa: E402
 
@@ -52,6 +54,24 @@ def load_application(seed=0):
     )
 
 
+def changes(before, after):
+    """What a rewrite did, by layer name: `{class: count}` of the layers
+    `after` has and `before` has not (inserted), and `{"Old -> New":
+    count}` of the layers whose class changed (replaced)."""
+    classes = {layer.name: type(layer).__name__ for layer in before.layers}
+    inserted, replaced = collections.Counter(), collections.Counter()
+    for layer in after.layers:
+        if isinstance(layer, keras.layers.InputLayer):  # renamed by the clone
+            continue
+        new = type(layer).__name__
+        old = classes.get(layer.name)
+        if old is None:
+            inserted[new] += 1
+        elif old != new:
+            replaced[f"{old} -> {new}"] += 1
+    return dict(sorted(inserted.items())), dict(sorted(replaced.items()))
+
+
 def check(model, x, backends=None):
     """The backend check in training and gradients modes."""
     return compare_backends(
@@ -60,7 +80,7 @@ def check(model, x, backends=None):
 
 
 def run(
-    epochs=3,
+    epochs=8,
     samples=10,
     train_size=500,
     check_backends=None,
@@ -83,6 +103,7 @@ def run(
     model = keras_reg.models.regularize(
         base, drop_path=0.1, dropblock=(0.05, 2), seed=seed, verbose=verbose
     )
+    inserted, replaced = changes(base, model)
     probe = x_val[:8]
     same = np.allclose(
         model.predict(probe, verbose=0), base.predict(probe, verbose=0), atol=1e-6
@@ -115,14 +136,21 @@ def run(
     entropy = -np.sum(mean * np.log(np.clip(mean, 1e-12, 1.0)), axis=-1)
     mc_accuracy = float(np.mean(np.argmax(mean, axis=-1) == y_mc))
 
-    # 4. The backend check before and after `portable`.
+    # 4. `portable` replaces the layers whose randomness differs by backend
+    # (those the checker names); the backend check before and after it.
+    port = keras_reg.models.portable(base)
+    _, ported = changes(base, port)
     reports = {}
     if check_backends != ():
         reports["before portable"] = check(base, probe[:2], check_backends)
-        reports["after portable"] = check(
-            keras_reg.models.portable(base), probe[:2], check_backends
-        )
+        reports["after portable"] = check(port, probe[:2], check_backends)
     return {
+        "application": base.name,
+        "epochs": epochs,
+        "samples": samples,
+        "inserted": inserted,
+        "replaced": replaced,
+        "portable_replaced": ported,
         "inference_unchanged": bool(same),
         "train_loss": float(history.history["loss"][-1]),
         "val_accuracy": float(accuracy),
@@ -133,9 +161,37 @@ def run(
     }
 
 
+def counts_text(counts):
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
+
+
+def format_table(result):
+    """What the workflow did and measured, one row each."""
+    rows = [
+        ["layers `regularize` inserted", counts_text(result["inserted"])],
+        ["layers `regularize` replaced", counts_text(result["replaced"])],
+        [
+            "inference unchanged by `regularize`",
+            "yes" if result["inference_unchanged"] else "no",
+        ],
+        [
+            f"validation accuracy after {result['epochs']} epochs",
+            f"{result['val_accuracy']:.3f}",
+        ],
+        [
+            f"MC dropout mean ({result['samples']} samples): accuracy, mean std",
+            f"{result['mc_val_accuracy']:.3f}, {result['mean_std']:.4f}",
+        ],
+        ["layers `portable` replaces", counts_text(result["portable_replaced"])],
+    ]
+    for name, report in result["reports"].items():
+        rows.append([f"backend check {name}", "passes" if report.passed else "fails"])
+    return markdown_table([result["application"], "result"], rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--no-check", action="store_true")
     args = parser.parse_args(argv)

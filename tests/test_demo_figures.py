@@ -7,24 +7,25 @@ the run whose figures and numbers the docs show (TensorFlow). Two checks:
 
 - the docs quote the record's values as the demo prints them (three
   decimals; tolerance 0: they are copied, not re-measured);
-- a short piece of the demo (`examples.demo.short_run`: the uncertainty
-  example, 3 epochs) rerun in a fresh process gives the figures recorded in
-  `docs/figures/demo_short_record.json`, within 0.01 (AUROC and accuracy;
-  on the machine that wrote the record, three runs in separate processes
-  gave equal figures on TensorFlow, and torch and JAX repeated theirs too;
-  another CPU's floating point may move a rank or two). A change of the
-  demo's models, data, seeds or determinism shows here first: rerun the
-  demo and update both records and the docs.
+- the quick demo (`tests/_quick_demo.py`, run once per process and shared
+  with `tests/test_examples.py`) runs the uncertainty example at the
+  settings of `examples.demo.short_run` (3 epochs, 5 samples, 2 ensemble
+  members) and must give the figures recorded in
+  `docs/figures/demo_short_record.json` for its backend, within 0.01
+  (AUROC and accuracy; on the machine that wrote the record, three runs in
+  separate processes gave equal figures on TensorFlow, and torch and JAX
+  repeated theirs too; another CPU's floating point may move a rank or
+  two). A change of the demo's models, data, seeds or determinism shows
+  here first: rerun the demo and update both records and the docs.
 """
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import keras
 import pytest
+
+from tests._quick_demo import quick_demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
@@ -46,17 +47,26 @@ def _doc(name):
 
 
 def test_record_is_of_the_demo_as_it_runs_now():
-    from examples import demo, uncertainty
+    from examples import active_learning, demo, uncertainty
 
     record = _record()
     assert record["backend"] == "tensorflow"
     assert record["settings"] == dict(demo.SETTINGS["full"], mc_samples=30)
-    shifts = [
-        key
-        for key in record["metrics"]
-        if key.startswith("uncertainty: AUROC") and key.endswith(", softmax")
-    ]
-    assert len(shifts) == len(uncertainty.SHIFTS)
+    metrics = record["metrics"]
+    for shift in uncertainty.SHIFTS:
+        for method in uncertainty.SCORES:
+            assert f"uncertainty: AUROC clean vs {shift}, {method}" in metrics
+    eces = [key for key in metrics if key.startswith("uncertainty: ECE")]
+    assert len(eces) == len(uncertainty.CALIBRATED)
+    application = [key for key in metrics if key.startswith("regularize_application")]
+    assert len(application) == 5
+    learning = [key for key in metrics if key.startswith("active_learning: ")]
+    assert len(learning) == len(active_learning.LEVELS) * 2
+    # The record's uncertainty figures are those its rows print.
+    figures = record["uncertainty_figures"]
+    for key, value in metrics.items():
+        if key.startswith("uncertainty: AUROC"):
+            assert f"{figures[key.removeprefix('uncertainty: ')]:.3f}" == value, key
 
 
 def test_mc_dropout_guide_quotes_the_recorded_aurocs():
@@ -93,28 +103,73 @@ def test_regularization_guide_quotes_the_recorded_cnn_and_char_lm_figures():
     assert "| TensorFlow | " + " | ".join(cells) + " |" in page
 
 
+def _metrics(prefix):
+    """The record's metrics whose example starts with `prefix`, by metric."""
+    return {
+        key.split(": ", 1)[1]: value
+        for key, value in _record()["metrics"].items()
+        if key.startswith(prefix)
+    }
+
+
+def test_active_learning_guide_quotes_the_recorded_scores_and_calibration():
+    from examples import uncertainty
+
+    metrics = _metrics("uncertainty: ")
+    page = _doc("active-learning.md")
+    for shift in uncertainty.SHIFTS:
+        values = [
+            metrics[f"AUROC clean vs {shift}, {method}"]
+            for method in uncertainty.SCORES
+        ]
+        row = f"| {shift} | " + " | ".join(values) + " |"
+        assert row in page, row
+    eces = [
+        metrics[f"ECE on clean digits 0-7 ({uncertainty.BINS} bins), {method}"]
+        for method in uncertainty.CALIBRATED
+    ]
+    sentence = (
+        f"softmax {eces[0]}, MC dropout mean {eces[1]}, deep ensemble mean {eces[2]}"
+    )
+    assert sentence in " ".join(page.split()), sentence
+
+
+def test_active_learning_guide_quotes_the_demo_run():
+    from examples import active_learning
+
+    metrics = _metrics("active_learning: ")
+    page = _doc("active-learning.md")
+    for level in active_learning.LEVELS:
+        cells = [
+            metrics[f"labels to {level:.0%} test error, {method}"]
+            for method in ("bald", "random")
+        ]
+        row = f"| {level:.0%} | " + " | ".join(cells) + " |"
+        assert row in page, row
+
+
+def test_application_guide_quotes_the_recorded_workflow():
+    metrics = _metrics("regularize_application (")
+    assert len(metrics) == 5
+    page = _doc("regularizing-a-model.md")
+    for metric, value in metrics.items():
+        row = f"| {metric} | {value} |"
+        assert row in page, row
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="the docs' figures are TensorFlow's; the short run (45 to 70 s on "
-    "2 shared cores) runs once, there. The record holds every backend's "
-    "figures: `KERAS_BACKEND=torch python -m examples.demo --short` repeats "
-    "them too",
+    keras.backend.backend() != "torch",
+    reason="the quick demo runs once, on torch (tests/test_examples.py checks "
+    "its outputs); the record holds every backend's figures: "
+    "`KERAS_BACKEND=jax python -m examples.demo --short` repeats them",
 )
-def test_short_demo_run_repeats_its_recorded_figures():
+def test_short_demo_run_repeats_its_recorded_figures(tmp_path_factory):
     backend = keras.backend.backend()
     recorded = json.loads(SHORT_RECORD.read_text())[backend]
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [sys.executable, "-m", "examples.demo", "--short"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    folder, _ = quick_demo(tmp_path_factory)
+    summary = json.loads((folder / "summary.json").read_text())
+    measured = summary["uncertainty_figures"]
     assert measured.keys() == recorded.keys()
     far = {
         key: (measured[key], recorded[key])

@@ -18,6 +18,7 @@ from examples import (
     sequence_dropblock,
     uncertainty,
 )
+from tests._quick_demo import quick_demo
 
 
 def test_digits_example_trains_both_models():
@@ -216,16 +217,18 @@ def test_auroc_matches_the_pairwise_definition():
     keras.backend.backend() != "torch",
     reason="the examples are backend-agnostic Keras code over layers tested on "
     "every backend; the quick demo (45 to 55 s on TensorFlow and JAX) runs "
-    "once, on torch",
+    "once, on torch, and serves tests/test_demo_figures.py too",
 )
-def test_demo_runs_every_example_and_writes_its_outputs(tmp_path):
-    outcome = demo.run(demo.SETTINGS["quick"], str(tmp_path), progress=False, samples=3)
+def test_demo_runs_every_example_and_writes_its_outputs(tmp_path_factory):
+    tmp_path, outcome = quick_demo(tmp_path_factory)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
+        "active_learning_demo.png",
         "char_lm_bpc.png",
         "cnn_digits_curves.png",
         "summary.json",
         "summary.md",
+        "uncertainty_reliability.png",
         "uncertainty_roc.png",
     ]
     for png in tmp_path.glob("*.png"):
@@ -243,8 +246,37 @@ def test_demo_runs_every_example_and_writes_its_outputs(tmp_path):
     assert "| example | metric | value |" in summary
     record = json.loads((tmp_path / "summary.json").read_text())
     assert record["backend"] == keras.backend.backend()
-    assert record["settings"] == dict(demo.SETTINGS["quick"], mc_samples=3)
+    assert record["settings"] == dict(
+        demo.SETTINGS["quick"], mc_samples=demo.SHORT["samples"]
+    )
     assert {f"{e}: {m}": v for e, m, v in outcome["rows"]} == record["metrics"]
-    aurocs = [row for row in outcome["rows"] if "AUROC" in row[1]]
-    assert len(aurocs) == len(uncertainty.SHIFTS) * len(uncertainty.METHODS)
+    by_example = {}
+    for example, metric, value in outcome["rows"]:
+        by_example.setdefault(example.split(" (")[0], []).append((metric, value))
+    assert list(by_example) == [
+        "cnn_digits",
+        "char_lm",
+        "uncertainty",
+        "regularize_application",
+        "active_learning",
+    ]
+    aurocs = [m for m, _ in by_example["uncertainty"] if m.startswith("AUROC")]
+    assert len(aurocs) == len(uncertainty.SHIFTS) * len(uncertainty.SCORES)
+    eces = [float(v) for m, v in by_example["uncertainty"] if m.startswith("ECE")]
+    assert len(eces) == len(uncertainty.CALIBRATED)
+    assert all(0 <= e <= 1 for e in eces)
+    application = dict(by_example["regularize_application"])
+    assert application["inference unchanged by regularize"] == "yes"
+    assert "DropPath" in application["layers inserted by regularize"]
+    portable = application["layers portable replaces (the checker names them)"]
+    assert portable == "Dropout -> InvertedDropout 1"
+    learning = dict(by_example["active_learning"])
+    assert list(learning) == [
+        f"labels to {level:.0%} test error, {method}"
+        for level in (0.10, 0.05)
+        for method in ("bald", "random")
+    ]
+    curves = record["active_learning_curves"]
+    assert list(curves) == ["bald", "random"]
+    assert curves["bald"]["labels"] == [20, 30]
     assert all(np.isfinite(t) for t in outcome["timings"].values())
