@@ -41,7 +41,7 @@ def _tolerance(dtype):
 
 def _entropy(p, axis=-1):
     """Natural-log entropy in float64, `0 log 0 = 0`."""
-    logs = np.log(np.where(p > 0, p, 1.0))
+    logs = np.log(p, out=np.zeros(np.shape(p)), where=p > 0)
     return -np.sum(p * logs, axis=axis)
 
 
@@ -89,6 +89,25 @@ def uncertainty(samples):
     >>> scores = keras_reg.inference.uncertainty(stack)
     >>> epistemic = scores["mutual_information"]
     """
+    p, dtype = _probabilities(samples)
+    p = p.astype("float64")
+    mean = p.mean(0)
+    predictive = _entropy(mean)
+    expected = _entropy(p).mean(0)
+    mutual = np.maximum(predictive - expected, 0.0)
+    return {
+        "predictive_entropy": predictive.astype(dtype),
+        "expected_entropy": expected.astype(dtype),
+        "mutual_information": mutual.astype(dtype),
+        "variation_ratio": _variation_ratio(p).astype(dtype),
+        "mean": mean.astype(dtype),
+    }
+
+
+def _probabilities(samples):
+    """The stack as an array of probabilities in [0, 1] (its own dtype, or
+    float64 where it had to be clipped), and the dtype to return scores
+    in; `ValueError` for anything else (see `uncertainty`)."""
     array = np.asarray(samples)
     if array.ndim != 3:
         raise ValueError(
@@ -110,20 +129,22 @@ def uncertainty(samples):
             "Invalid value received for argument `samples`. Expected class "
             f"probabilities (a float array). Received: dtype {array.dtype}"
         )
-    p = array.astype("float64")
     tol = _tolerance(dtype)
-    if not np.all(np.isfinite(p)):
+    # In the stack's own dtype (no float64 copy): the sums accumulate in
+    # float64, and the row sums see every entry (NaN or an infinity makes
+    # one non-finite).
+    sums = array.sum(-1, dtype="float64")
+    if not np.all(np.isfinite(sums)):
         raise ValueError(
             "Invalid value received for argument `samples`. Expected finite "
             "class probabilities. Received: NaN or infinite entries"
         )
-    low = float(p.min())
+    low = float(array.min())
     if low < -tol:
         raise ValueError(
             "Invalid value received for argument `samples`. Expected class "
             f"probabilities (>= 0). Received: a smallest entry of {low!r}"
         )
-    sums = p.sum(-1)
     deviation = sums - 1.0
     worst = float(deviation.flat[np.argmax(np.abs(deviation))])
     if abs(worst) > tol:
@@ -133,23 +154,37 @@ def uncertainty(samples):
             f"{tol:.1e} in {dtype}): the model's softmax output, not logits. "
             f"Received: a row summing to {1.0 + worst!r}"
         )
-    p = np.clip(p, 0.0, 1.0)
-    mean = p.mean(0)
-    predictive = _entropy(mean)
-    expected = _entropy(p).mean(0)
-    mutual = np.maximum(predictive - expected, 0.0)
-    classes = p.shape[-1]
+    if low < 0.0 or float(array.max()) > 1.0:
+        array = np.clip(array.astype("float64"), 0.0, 1.0)
+    return array, dtype
+
+
+def _mutual_information(p, predictive):
+    """`H[mean] - E_t H[p_t]` per row, never below 0."""
+    return np.maximum(predictive - _entropy(p).mean(0), 0.0)
+
+
+def _variation_ratio(p):
+    """1 - the share of samples voting for the modal class, per row."""
+    samples, batch, classes = p.shape
     votes = np.argmax(p, axis=-1)  # (samples, batch)
-    counts = np.zeros((p.shape[1], classes), "int64")
-    np.add.at(counts, (np.arange(p.shape[1])[None, :], votes), 1)
-    variation = 1.0 - counts.max(-1) / p.shape[0]
-    return {
-        "predictive_entropy": predictive.astype(dtype),
-        "expected_entropy": expected.astype(dtype),
-        "mutual_information": mutual.astype(dtype),
-        "variation_ratio": variation.astype(dtype),
-        "mean": mean.astype(dtype),
-    }
+    cells = (np.arange(batch) * classes + votes).ravel()
+    counts = np.bincount(cells, minlength=batch * classes).reshape(batch, classes)
+    return 1.0 - counts.max(-1) / samples
+
+
+def _score(stack, key):
+    """`uncertainty(stack)[key].astype("float64")` for one of its scores,
+    computing only that score."""
+    p, dtype = _probabilities(stack)
+    if key == "variation_ratio":
+        # The votes of the stack's own dtype: float64 would order alike.
+        score = _variation_ratio(p)
+    else:
+        score = _entropy(p.mean(0, dtype="float64"))
+        if key == "mutual_information":
+            score = _mutual_information(p.astype("float64"), score)
+    return score.astype(dtype).astype("float64")
 
 
 def _rows(pool):
@@ -369,7 +404,7 @@ def acquire(model, pool, count, method="bald", samples=20, seed=None, batch_size
         seed = int(np.random.randint(0, 2**31 - 1))
 
     def keep(start, stack):
-        scores[start : start + stack.shape[1]] = uncertainty(stack)[key]
+        scores[start : start + stack.shape[1]] = _score(stack, key)
 
     _stream(model, pool, rows, samples, seed, batch_size, False, keep)
     return _top(scores, count)

@@ -279,3 +279,27 @@ def test_batchbald_on_a_model_skips_duplicates(small_chunks):
     )
     assert picked[0] in (0, 1, 2)
     assert picked[1] == 3
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int64"])
+def test_acquire_scores_are_those_of_uncertainty(dtype):
+    # `acquire` computes only the score its method needs, partly in the
+    # stack's own dtype: bit for bit what `uncertainty` gives, with one-hot
+    # rows, exact zeros, rows of agreeing samples and an entry just below 0
+    # (rounding, clipped).
+    rng = np.random.default_rng(9)
+    stack = rng.dirichlet(np.full(10, 0.3), size=(20, 2048))
+    stack[:, :5] = np.eye(10)[:5]
+    # Rows whose samples agree: a mutual information of 0 that rounding
+    # may leave below 0 (clipped).
+    stack[:, 5:1000] = stack[0, 5:1000]
+    if dtype == "int64":
+        stack = np.eye(10, dtype="int64")[rng.integers(10, size=(20, 2048))]
+    else:
+        stack = stack.astype(dtype)
+        stack[0, 0, 1] = -1e-9 if dtype == "float64" else -1e-5
+    reference = uncertainty(stack)
+    for method, key in _acquisition._SCORE.items():
+        got = _acquisition._score(stack, key)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, reference[key].astype("float64"), method)
