@@ -476,6 +476,108 @@ def test_the_floor_is_taken_per_mode_and_kind():
     assert [c["passed"] for c in got] == [True, False, False]
 
 
+# --- the family floor: a gradient at the rounding level of its layer ------------
+
+# Measured on a random MobileNetV3Small (2 images of 32x32 pixels in
+# [0, 255], after `portable`): the first block's projection BatchNorm feeds a
+# 1x1 convolution and another BatchNorm, so its beta's exact gradient is 0
+# (a float64 TensorFlow run: 4.9e-15). In float32 every backend returns the
+# rounding of that cancelling sum: TensorFlow (the reference) and torch,
+# its first six channels; their gamma's gradient reaches 5.12, the largest
+# gradient of the call 69.8.
+BETA_TF = [
+    1.4305115e-06,
+    2.1457672e-06,
+    -1.9073486e-06,
+    8.3446503e-07,
+    0.0,
+    -9.5367432e-07,
+]
+BETA_TORCH = [
+    -1.1920929e-06,
+    -1.6689301e-06,
+    7.1525574e-07,
+    -5.3644180e-07,
+    -7.1525574e-07,
+    0.0,
+]
+
+
+def _layer_gradients(gamma_b, beta_b, beta_a, largest=69.8, gamma_a=None):
+    """One call's gradients: a kernel of another layer reaching `largest`,
+    and one BatchNorm's gamma and beta."""
+    kernel = np.linspace(-largest, largest, 12).astype("float32")
+    gamma_b = np.asarray(gamma_b, "float32")
+    values = [
+        ("gradients", "gradient", "conv/kernel", kernel, kernel),
+        (
+            "gradients",
+            "gradient",
+            "bn/gamma",
+            gamma_b if gamma_a is None else gamma_a,
+            gamma_b,
+        ),
+        (
+            "gradients",
+            "gradient",
+            "bn/beta",
+            np.asarray(beta_a, "float32"),
+            np.asarray(beta_b, "float32"),
+        ),
+    ]
+    return {c["name"]: c for c in _run(values, "float32")}
+
+
+def test_a_cancelling_sum_is_judged_at_the_rounding_level_of_its_layer():
+    gamma = np.linspace(-5.12, 5.12, 6)
+    got = _layer_gradients(gamma, BETA_TF, BETA_TORCH)["bn/beta"]
+    # 3.8e-6 against 2e-3 * 1e-3 * 5.12: excess 0.37. At the floor of its
+    # kind (1e-5 * 69.8) it was 2.7: the rule before 0.4 failed it.
+    assert got["passed"] and 0.3 < got["excess"] < 0.45
+    assert got["max_rel"] == pytest.approx(3.8147e-6 / (1e-3 * 5.12), rel=1e-3)
+    # Without a sibling (a layer with a bias only) the kind's floor rules.
+    alone = _gradients(
+        69.8, np.asarray(BETA_TF, "float32"), np.asarray(BETA_TORCH, "float32")
+    )
+    assert not alone["bn/beta"]["passed"] and alone["bn/beta"]["excess"] > 2.5
+
+
+@pytest.mark.parametrize("share", [1e-3, 1e-2, 1.0])
+def test_one_percent_still_fails_in_a_gradient_as_small_as_the_family_floor(share):
+    gamma = np.linspace(-5.12, 5.12, 6)
+    beta = np.linspace(-1, 1, 16).astype("float32") * np.float32(share * 5.12)
+    got = _layer_gradients(gamma, beta, beta * np.float32(1.01))["bn/beta"]
+    assert not got["passed"] and got["excess"] > 4
+    rounded = beta * np.float32(1 + 1e-6)
+    assert _layer_gradients(gamma, beta, rounded)["bn/beta"]["passed"]
+    # And in the sibling that sets the floor, at its own scale.
+    faulty = _layer_gradients(gamma, beta, beta, gamma_a=gamma * 1.01)["bn/gamma"]
+    assert not faulty["passed"] and faulty["excess"] > 4
+
+
+def test_the_family_is_one_layer_and_only_its_gradients():
+    small = np.linspace(-1, 1, 8).astype("float32") * np.float32(1e-4)
+    big = np.linspace(-5, 5, 8).astype("float32")
+    got = _run(
+        [
+            # Another layer's large gradient sets no family floor...
+            ("gradients", "gradient", "conv/kernel", big, big),
+            ("gradients", "gradient", "bn/beta", small * 1.01, small),
+            # ...nor do layer outputs sharing a prefix (a nested model's
+            # layers are named `inner/dense`), in any mode.
+            ("training", "layer", "inner/big", big, big),
+            ("training", "layer", "inner/small", small * 1.01, small),
+            ("inference", "output", "out/big", big, big),
+            ("inference", "output", "out/small", small * 1.01, small),
+        ],
+        "float32",
+    )
+    by_name = {(c["mode"], c["name"]): c["passed"] for c in got}
+    assert by_name[("gradients", "bn/beta")] is False
+    assert by_name[("training", "inner/small")] is False
+    assert by_name[("inference", "out/small")] is False
+
+
 # --- compare(): pairing the entries ----------------------------------------------
 
 
