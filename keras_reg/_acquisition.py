@@ -159,9 +159,22 @@ def _probabilities(samples):
     return array, dtype
 
 
+def _expected_entropy(p):
+    """`E_t H[p_t]` per row, summed in float64. A float16 or float32 stack
+    takes its logarithms in float32 (a quarter of the time of float64 on
+    the CPU; 3e-8 from the float64 figure on 10 classes), anything else in
+    float64 as `uncertainty` does."""
+    if p.dtype in (np.float16, np.float32):
+        p = p.astype("float32", copy=False)
+        logs = np.log(p, out=np.zeros(p.shape, "float32"), where=p > 0)
+        terms = np.einsum("tbc,tbc->b", p, logs, dtype="float64")
+        return -terms / p.shape[0]
+    return _entropy(p.astype("float64", copy=False)).mean(0)
+
+
 def _mutual_information(p, predictive):
     """`H[mean] - E_t H[p_t]` per row, never below 0."""
-    return np.maximum(predictive - _entropy(p).mean(0), 0.0)
+    return np.maximum(predictive - _expected_entropy(p), 0.0)
 
 
 def _variation_ratio(p):
@@ -175,7 +188,10 @@ def _variation_ratio(p):
 
 def _score(stack, key):
     """`uncertainty(stack)[key].astype("float64")` for one of its scores,
-    computing only that score."""
+    computing only that score: the same figure, except that a float16 or
+    float32 stack's mutual information takes its logarithms in float32
+    (`_expected_entropy`: within 3e-8 before the cast to the stack's
+    dtype)."""
     p, dtype = _probabilities(stack)
     if key == "variation_ratio":
         # The votes of the stack's own dtype: float64 would order alike.
@@ -183,7 +199,7 @@ def _score(stack, key):
     else:
         score = _entropy(p.mean(0, dtype="float64"))
         if key == "mutual_information":
-            score = _mutual_information(p.astype("float64"), score)
+            score = _mutual_information(p, score)
     return score.astype(dtype).astype("float64")
 
 
@@ -307,7 +323,10 @@ def acquire(model, pool, count, method="bald", samples=20, seed=None, batch_size
     of the `count` best. The pool is streamed in chunks (of about
     `2**22 / (samples * classes)` rows): each chunk's samples are reduced to
     one score per row and dropped, so memory does not grow with the pool,
-    and the cost is that of `mc_predict` over the pool.
+    and the cost is about that of `mc_predict` over the pool (the Speed
+    guide gives the ratio). The scores are those of `uncertainty`, except
+    that the mutual information of float32 (or float16) probabilities
+    takes its logarithms in float32, within 3e-8 of the float64 figure.
 
     Methods (Gal, Islam & Ghahramani 2017; Kirsch et al. 2019):
 
