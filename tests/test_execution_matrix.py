@@ -4,7 +4,8 @@ execution mode of the backend in use.
 One case: a small model around the layer (regularizers on, so training
 draws masks) is compiled in the mode, then one `fit` step, `predict` and
 `evaluate`; a `.keras` save and load; then `predict` and one `fit` step
-again on the reloaded model (and `evaluate`, in the eager modes). The loss
+again on the reloaded model (and `evaluate`, when it runs eagerly: on
+TensorFlow it does, after every mode; `RELOADED_COMPILE`). The loss
 is finite, the weights move, the reloaded model predicts (and evaluates)
 what the original does, and training-mode outputs differ from inference.
 
@@ -245,6 +246,22 @@ def _params():
     return params
 
 
+# How the reloaded model runs, where not in the case's own mode. On
+# TensorFlow it runs eagerly after `tf.function` and XLA: it is the same
+# classes with the same config, so its compiled functions would be the
+# graphs the original's have just traced and compiled (with XLA, about 27
+# CPU seconds per recurrent group for predict and fit: a third of the
+# matrix), while what a round trip can break (the weights, the random
+# streams' state, a config argument) shows as well in an eager predict,
+# evaluate and fit step. JAX has no eager fit, and an eager call of a
+# recurrent group costs it a compile per layer: it stays in its jit.
+RELOADED_COMPILE = (
+    {"tf_function": dict(run_eagerly=True), "xla": dict(run_eagerly=True)}
+    if BACKEND == "tensorflow"
+    else {}
+)
+
+
 def _model(names):
     """The layers side by side, flattened and concatenated, into one Dense."""
     inputs, outputs = [], []
@@ -310,16 +327,20 @@ def test_fit_predict_evaluate_and_a_keras_round_trip(mode, names, tmp_path):
     path = os.path.join(tmp_path, "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    loaded.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", **compile_kwargs)
-    np.testing.assert_array_equal(
-        loaded.predict(x, batch_size=BATCH, verbose=0), predicted
-    )
-    if mode == "eager":
+    loaded_kwargs = RELOADED_COMPILE.get(mode, compile_kwargs)
+    loaded.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", **loaded_kwargs)
+    reloaded = loaded.predict(x, batch_size=BATCH, verbose=0)
+    if loaded_kwargs == compile_kwargs:
+        np.testing.assert_array_equal(reloaded, predicted)
+    else:
+        # Eager against compiled: equal to rounding.
+        np.testing.assert_allclose(reloaded, predicted, rtol=1e-5, atol=1e-6)
+    if mode == "eager" or loaded_kwargs.get("run_eagerly"):
         # Compiled, a reloaded model's evaluate would cost one more trace of
         # the inference its predict has just shown equal (seconds per layer
         # on TensorFlow and JAX); eager, it costs nothing to check.
         np.testing.assert_allclose(
-            loaded.evaluate(x, y, batch_size=BATCH, verbose=0), loss, rtol=1e-6
+            loaded.evaluate(x, y, batch_size=BATCH, verbose=0), loss, rtol=1e-5
         )
     _fit_moves_the_weights(loaded, x, y)
 
