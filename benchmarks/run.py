@@ -350,6 +350,12 @@ REFERENCES = {
     "`train_on_batch` each.",
     "mc_predict": "The reference is 30 calls of `model.predict(x)` on the same "
     "model: the time of 30 forward passes, without drawing any mask.",
+    "acquire": "The reference is `mc_predict(model, pool, samples=20, "
+    "batch_size=256)` on the same model and pool: the Monte Carlo passes "
+    "that every method but random needs. The BatchBALD rows give the whole "
+    "call (10 points) and the cost of one more acquired point, "
+    "(time(10 points) - time(5 points)) / 5, each over the pool pass (the "
+    "median of the three reference times above).",
 }
 # The group keys of rows saved before rows recorded them.
 GROUP_KEYS = {
