@@ -57,11 +57,15 @@ def compare_backends(
     (all the gradients of a call, say) is at the computation's rounding
     level, and `max |b|` is replaced by that floor: a gradient that is
     exactly 0 on one backend and 1e-9 on another beside gradients of 100
-    passes. `rtol` is a fraction of the tensor's scale, `atol` an
-    absolute floor below which differences are ignored. NaN on either side
-    fails. A value
-    is judged in the least precise dtype it was computed from (a
-    `mixed_bfloat16` model's gradients and loss: bfloat16). The defaults:
+    passes. A weight's gradient below 1e-3 (float32) of the largest
+    gradient of its own layer (the variables whose paths share all but the
+    last part: a BatchNormalization's beta beside its gamma) is judged at
+    that share instead: a sum that cancels to 0 is rounded at the level of
+    its layer's gradients. `rtol` is a fraction of the tensor's scale,
+    `atol` an absolute floor below which differences are ignored. NaN on
+    either side fails. A value is judged in the least precise dtype it
+    was computed from (a `mixed_bfloat16` model's gradients and loss:
+    bfloat16). The defaults:
     float32 `rtol` 2e-3, bfloat16 2**-7 (one unit in the last place),
     float16 2**-8, float64 1e-7; `atol` the dtype's smallest normal number
     (float32: 1.2e-38). A 1% difference fails at any scale, in every mode;
