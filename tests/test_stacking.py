@@ -18,6 +18,14 @@ For every configuration of every layer below, one `mc_predict` stacks all
   deviation, stacked over separate, lies in [1/2, 2]. Both are estimates
   of the same number; the bounds hold far beyond 6 sigma of the estimates'
   spread (see `_RATIO`), and a collapsed stack gives 0.
+
+The configurations that stack run in groups (`_group`): one model holds
+each configuration of a group as its own branch (its own input, its own
+sub-model, its own layers and seeds; a branch's draws do not depend on
+the others'), so that one compiled stacked predict and one compiled
+separate predict serve the whole group (on JAX and TensorFlow a compile
+or trace per model and mode: about 1 s each for a recurrent model). Each
+configuration's test reads its own branch's samples.
 """
 
 import keras
@@ -214,6 +222,64 @@ def _model(name):
     return _MODELS[name]
 
 
+def _group(name):
+    """The group of configurations whose samples one model draws: the
+    options of one recurrent family, Keras' RNN over a keras_reg cell, or
+    the other layers (by number of outcomes and of rows). A configuration
+    that does not stack is a group of its own: its model runs one predict
+    per sample, and with it a whole group would."""
+    model, x = _model(name)
+    if not _stackable(model):
+        return (name,)
+    family = name.split("-")[0]
+    if family not in RNN_FAMILIES and not family.startswith("keras.RNN"):
+        family = "layers"
+    return family, CONFIGURATIONS[name][1], len(x)
+
+
+# name -> (stacked, separate) samples of that configuration.
+_SAMPLES = {}
+
+
+def _samples_of(name):
+    """`name`'s `(stacked, separate)` samples: `mc_predict` stacking all
+    of them in one call (seed 0), and one `predict` per sample (seed 1),
+    of its group's model, drawn once for the group. The same for any
+    order of the tests (seeded draws)."""
+    if name not in _SAMPLES:
+        key = _group(name)
+        members = [n for n in sorted(CONFIGURATIONS) if _group(n) == key]
+        if len(members) == 1:
+            model, x = _model(name)
+        else:
+            inputs, outputs, x = [], [], []
+            for member in members:
+                sub, data = _model(member)
+                inputs.append(keras.Input(data.shape[1:], dtype=str(data.dtype)))
+                outputs.append(sub(inputs[-1]))
+                x.append(data)
+            model = keras.Model(inputs, outputs)
+            # Every branch stacks, so the group does.
+            assert _stackable(model), key
+        samples = SAMPLES if CONFIGURATIONS[name][1] else BINARY_SAMPLES
+        stacked = mc_predict(
+            model,
+            x,
+            samples=samples,
+            seed=0,
+            samples_per_call=samples,
+            return_samples=True,
+        )[2]
+        separate = mc_predict(
+            model, x, samples=samples, seed=1, samples_per_call=1, return_samples=True
+        )[2]
+        if len(members) == 1:
+            stacked, separate = [stacked], [separate]
+        for member, a, b in zip(members, stacked, separate, strict=True):
+            _SAMPLES[member] = a, b
+    return _SAMPLES[name]
+
+
 def _distinct(stack):
     """How many different samples `stack` (samples first) holds, to 4
     decimals (identical masks give identical rows to rounding)."""
@@ -227,14 +293,9 @@ def _spread(stack):
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
 def test_stacked_samples_draw_what_separate_calls_draw(name):
     many = CONFIGURATIONS[name][1]
-    model, x = _model(name)
+    stacked, separate = _samples_of(name)
     samples = SAMPLES if many else BINARY_SAMPLES
-    stacked = mc_predict(
-        model, x, samples=samples, seed=0, samples_per_call=samples, return_samples=True
-    )[2]
-    separate = mc_predict(
-        model, x, samples=samples, seed=1, samples_per_call=1, return_samples=True
-    )[2]
+    assert len(stacked) == len(separate) == samples
     distinct = _distinct(stacked)
     if many:
         assert distinct == samples, (name, distinct, _distinct(separate))
