@@ -166,13 +166,14 @@ FAMILIES = {
 }
 
 
-# One model per family for the whole module, and the same calls where the
-# checks allow: `mc_predict` compiles a predict function per model, number
-# of samples per call, mode (consistent or not) and batch shape (JAX
-# compiles, TensorFlow traces, a few seconds each for a recurrent model).
-# Every call below in batches of 3 rows with 24 samples per call (or one
-# per call where the model does not stack) runs the same compiled
-# function; the checks of each test use the other configurations they name.
+# One model per family for the whole module, and the families that stack
+# in one model (a branch per family: its own input, sub-model, layers and
+# seeds), so that one compiled function serves every family in each of
+# the calls below: `mc_predict` compiles a predict function per model,
+# number of samples per call, mode (consistent or not) and batch shape
+# (JAX compiles, TensorFlow traces, a few seconds each for a recurrent
+# model). Each call is made once for the group (`_run`); the tests of a
+# family read its branch's samples.
 _MODELS = {}
 BATCH = 3
 
@@ -184,11 +185,107 @@ def _model(name):
     return _MODELS[name]
 
 
+def _group(name):
+    """The families that stack share a model; one that does not (one
+    `predict` per sample, fewer samples) has its own."""
+    return "stacked" if _stackable(_model(name)[0]) else name
+
+
+_GROUPS = {}
+
+
+def _group_model(key):
+    """`(model, x, families)`: a model whose branch `i` is the model of
+    `families[i]` on its own input, and the list of their inputs (a
+    group of one: the family's own model and input)."""
+    if key not in _GROUPS:
+        families = [name for name in sorted(FAMILIES) if _group(name) == key]
+        if len(families) == 1:
+            model, x = _model(families[0])
+        else:
+            inputs, outputs, x = [], [], []
+            for name in families:
+                sub, data = _model(name)
+                inputs.append(keras.Input(data.shape[1:], dtype=str(data.dtype)))
+                outputs.append(sub(inputs[-1]))
+                x.append(data)
+            model = keras.Model(inputs, outputs)
+        assert _stackable(model) == (key == "stacked"), key
+        _GROUPS[key] = model, x, families
+    return _GROUPS[key]
+
+
 def _pool(x):
     """`x` with its row 0 at positions 1, 5 and 6 (batches of 3: the three
     copies sit in three batches, at the three places in them)."""
     order = [1, 0, 2, 3, 4, 0, 0, 2, 1]
     return x[order], [1, 5, 6]
+
+
+def _rows(x, rows):
+    """Each input of `x` (an array or a list), its rows `rows` taken."""
+    return keras.tree.map_structure(lambda data: data[rows], x)
+
+
+_POOL, _COPIES = _pool(np.arange(B))
+_CONSISTENT = dict(samples=SAMPLES, consistent=True, return_samples=True)
+# The calls of the tests below, each made once per group: name ->
+# function(model, x, samples for the distribution check) -> the stacks.
+_CALLS = {
+    # Row 0 at three places in batches of 3, 24 samples per call.
+    "pool": lambda model, x, many: mc_predict(
+        model, _rows(x, _POOL), batch_size=BATCH, seed=5, **_CONSISTENT
+    ),
+    # Other neighbours, one batch of 5, one sample per call.
+    "again": lambda model, x, many: mc_predict(
+        model,
+        _rows(x, slice(None, None, -1)),
+        batch_size=5,
+        samples_per_call=1,
+        seed=5,
+        **_CONSISTENT,
+    ),
+    # Another seed.
+    "other": lambda model, x, many: mc_predict(
+        model, _rows(x, _POOL), batch_size=BATCH, seed=6, **_CONSISTENT
+    ),
+    # The distribution check: rows 0 to 2, 24 samples per call, `many`
+    # samples, with and without `consistent`.
+    "consistent": lambda model, x, many: mc_predict(
+        model,
+        _rows(x, slice(BATCH)),
+        samples=many,
+        samples_per_call=SAMPLES,
+        batch_size=BATCH,
+        seed=5,
+        consistent=True,
+        return_samples=True,
+    ),
+    "plain": lambda model, x, many: mc_predict(
+        model,
+        _rows(x, slice(BATCH)),
+        samples=many,
+        samples_per_call=SAMPLES,
+        batch_size=BATCH,
+        seed=5,
+        return_samples=True,
+    ),
+}
+_RUNS = {}
+
+
+def _run(name, call):
+    """Family `name`'s samples `(samples, rows, ...)` from `_CALLS[call]`,
+    made once for its group."""
+    if (name, call) not in _RUNS:
+        model, x, families = _group_model(_group(name))
+        many = MANY if _stackable(model) else MANY_UNSTACKED
+        stacks = _CALLS[call](model, x, many)[2]
+        if len(families) == 1:
+            stacks = [stacks]
+        for family, stack in zip(families, stacks, strict=True):
+            _RUNS[family, call] = stack
+    return _RUNS[name, call]
 
 
 def _distinct(stack):
@@ -198,18 +295,16 @@ def _distinct(stack):
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_sample_t_is_the_same_for_a_row_wherever_and_whenever_it_is(name):
     many = FAMILIES[name][1]
-    model, x = _model(name)
-    pool, copies = _pool(x)
-    kwargs = dict(samples=SAMPLES, seed=5, consistent=True, return_samples=True)
-    stack = mc_predict(model, pool, batch_size=BATCH, **kwargs)[2]
+    copies = _COPIES
+    stack = _run(name, "pool")
     row = stack[:, copies[0]]
     for position in copies[1:]:
         np.testing.assert_allclose(stack[:, position], row, rtol=1e-5, atol=1e-6)
     # Another call: other neighbours, one batch of 5, one sample per call.
-    again = mc_predict(model, x[::-1], batch_size=5, samples_per_call=1, **kwargs)[2]
+    again = _run(name, "again")
     np.testing.assert_allclose(again[:, -1], row, rtol=1e-5, atol=1e-6)
     # The samples differ; another seed draws others.
-    other = mc_predict(model, pool, batch_size=BATCH, **dict(kwargs, seed=6))[2]
+    other = _run(name, "other")
     if many:
         # At least 2**8 outcomes per sample: 24 draws are nearly all
         # different (masks that ignore `t` give 1).
@@ -222,15 +317,12 @@ def test_sample_t_is_the_same_for_a_row_wherever_and_whenever_it_is(name):
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_each_row_is_distributed_as_without_consistent(name):
-    model, x = _model(name)
-    many = MANY if _stackable(model) else MANY_UNSTACKED
+    many = MANY if _stackable(_model(name)[0]) else MANY_UNSTACKED
     # Row 0 of 3 rows, 24 samples per call (43 calls): the consistent
     # samples run the function the test above compiled.
-    kwargs = dict(
-        samples=many, samples_per_call=SAMPLES, batch_size=BATCH, return_samples=True
-    )
-    consistent = mc_predict(model, x[:BATCH], seed=5, consistent=True, **kwargs)[2]
-    plain = mc_predict(model, x[:BATCH], seed=5, **kwargs)[2]
+    consistent = _run(name, "consistent")
+    plain = _run(name, "plain")
+    assert len(consistent) == len(plain) == many
     # One row: its samples are independent draws in both modes. Each of
     # its elements, and their sum (which sees a change in the rate or in
     # how the elements' masks go together more sharply), is compared.
@@ -283,30 +375,36 @@ def test_consistent_must_be_a_bool(bad):
 
 
 def test_without_a_seed_one_is_drawn_for_the_call():
-    model, x = _model("LSTM-recurrent_batch")
-    pool, copies = _pool(x)
+    # The model that holds LSTM-recurrent_batch (with the other families
+    # that stack), in the calls of "pool" above: one compiled function.
+    model, x, families = _group_model(_group("LSTM-recurrent_batch"))
+    branch = families.index("LSTM-recurrent_batch")
+    pool, copies = _rows(x, _POOL), _COPIES
     kwargs = dict(samples=SAMPLES, consistent=True, return_samples=True)
     kwargs["batch_size"] = BATCH
     keras.utils.set_random_seed(11)
-    first = mc_predict(model, pool, **kwargs)[2]
+    first = mc_predict(model, pool, **kwargs)[2][branch]
     for position in copies[1:]:
         np.testing.assert_allclose(first[:, position], first[:, copies[0]], atol=1e-6)
-    second = mc_predict(model, pool, **kwargs)[2]
+    second = mc_predict(model, pool, **kwargs)[2][branch]
     assert not np.allclose(first, second)
     keras.utils.set_random_seed(11)
-    np.testing.assert_array_equal(mc_predict(model, pool, **kwargs)[2], first)
+    np.testing.assert_array_equal(mc_predict(model, pool, **kwargs)[2][branch], first)
 
 
 def test_nothing_outlives_the_call():
     # The layers' streams are where they were, plain calls draw per row
-    # again, and no consistent context is left open.
-    model, x = _model("GRU-all")
+    # again, and no consistent context is left open. The model that holds
+    # GRU-all (with the other families that stack), in the calls of
+    # "pool" above (3 rows, 24 samples per call).
+    model, x, _ = _group_model(_group("GRU-all"))
     before = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
-    mc_predict(model, x[:BATCH], samples=SAMPLES, seed=1, consistent=True)
+    mc_predict(model, _rows(x, slice(BATCH)), samples=SAMPLES, seed=1, consistent=True)
     after = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not _samples.consistent() and _samples.groups() == 1
+    gru, x = _model("GRU-all")
     twin = np.repeat(x[:1], 4, axis=0)
-    out = keras.ops.convert_to_numpy(model(twin, training=True))
+    out = keras.ops.convert_to_numpy(gru(twin, training=True))
     assert not np.allclose(out[0], out[1])
