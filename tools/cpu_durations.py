@@ -11,6 +11,7 @@ figures there.
 
 import collections
 import json
+import os
 import resource
 import time
 
@@ -34,7 +35,9 @@ def pytest_addoption(parser):
         help="how many of the slowest tests (CPU seconds) to print",
     )
     group.addoption(
-        "--cpu-durations-json", default=None, help="write every test's figures here"
+        "--cpu-durations-json",
+        default=None,
+        help="write every test's figures here ({backend} and {pid} are filled in)",
     )
 
 
@@ -70,5 +73,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write(f"{total:8.1f} cpu in all, {len(_records)} tests")
     path = config.getoption("--cpu-durations-json")
     if path:
+        # "{backend}" and "{pid}" in the path keep parallel runs apart.
+        path = path.format(
+            backend=os.environ.get("KERAS_BACKEND", "default"), pid=os.getpid()
+        )
         with open(path, "w") as f:
             json.dump(_records, f, indent=1, sort_keys=True)
