@@ -56,6 +56,9 @@ RATES = ("dropout", "recurrent_dropout", "output_dropout", "weight_dropout", "zo
 # unroll on JAX; the other backends run their default loops (TensorFlow's
 # while loop, torch's hand-written backpropagation through time).
 LOOP = {"unroll": BACKEND == "jax"}
+# Where a test sets every weight itself, the layers start from zeros: on JAX
+# each random initializer compiles a draw at each new weight shape (0.3 s).
+ZEROS = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"}
 
 
 def _name(cls):
@@ -74,6 +77,20 @@ def _twin(layer, input_shape):
     twin.build(input_shape)
     twin.set_weights(layer.get_weights())
     return twin
+
+
+def _set_random_weights(rng, *layers_, scale=0.5):
+    """Sets the same random weights (NumPy's draws) in every layer given:
+    LayerNorm scales near 1, everything else normal with `scale`."""
+    weights = [
+        rng.uniform(0.5, 1.5, size=w.shape).astype("float32")
+        if "gamma" in w.path
+        else rng.normal(scale=scale, size=w.shape).astype("float32")
+        for w in layers_[0].weights
+    ]
+    for layer in layers_:
+        layer.set_weights(weights)
+    return weights
 
 
 def _close(a, b, atol=1e-5):
@@ -252,12 +269,15 @@ ALL_OUTPUTS = {"return_sequences": True, "return_state": True}
 def test_matches_the_keras_layer_at_rate_zero(kind, kwargs):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 7, 5)).astype("float32")
-    ref = KERAS[kind](6, **ALL_OUTPUTS, **kwargs)
-    ours = OURS[kind](6, **ALL_OUTPUTS, **kwargs)
+    # Ours runs its default loop (a scan on JAX and TensorFlow); the Keras
+    # reference runs unrolled on JAX, where each of its eager calls would
+    # compile a scan of its own.
+    ref = KERAS[kind](6, **ALL_OUTPUTS, **ZEROS, **{**LOOP, **kwargs})
+    ours = OURS[kind](6, **ALL_OUTPUTS, **ZEROS, **kwargs)
     ref.build(x.shape)
     ours.build(x.shape)
     assert [w.shape for w in ours.weights] == [w.shape for w in ref.weights]
-    ours.set_weights(ref.get_weights())
+    _set_random_weights(rng, ref, ours)
     _close(ref(x), ours(x))
     # With input masking and initial states, in training (nothing to drop).
     # Padding comes after the real steps in the order they run: before them,
@@ -283,8 +303,11 @@ def test_masked_steps_before_the_first_real_step_output_zeros(layer_cls):
     x = rng.normal(size=(3, 5, 2)).astype("float32")
     mask = np.ones((3, 5), bool)
     mask[1, 3:] = False  # with go_backwards: the first two steps run masked
-    layer = layer_cls(4, go_backwards=True, return_sequences=True, return_state=True)
+    layer = layer_cls(
+        4, go_backwards=True, return_sequences=True, return_state=True, **ZEROS
+    )
     layer.build(x.shape)
+    _set_random_weights(rng, layer)
     states = [
         rng.normal(size=(3, 4)).astype("float32") for _ in range(_n_states(layer))
     ]
@@ -322,11 +345,13 @@ def test_sequence_layer_equals_keras_rnn_of_its_cell(layer_cls, kwargs):
         seed=3,
         **kwargs,
     )
-    layer = layer_cls(3, return_sequences=True, **LOOP, **regs)
-    rnn = keras.layers.RNN(type(layer.cell)(3, **regs), return_sequences=True, **LOOP)
+    layer = layer_cls(3, return_sequences=True, **LOOP, **ZEROS, **regs)
+    rnn = keras.layers.RNN(
+        type(layer.cell)(3, **ZEROS, **regs), return_sequences=True, **LOOP
+    )
     layer.build(x.shape)
     rnn.build(x.shape)
-    rnn.set_weights(layer.get_weights())
+    _set_random_weights(np.random.default_rng(2), layer, rnn)
     # Inference draws nothing, so the training calls after it still see the
     # same draws in the same order from the same seed: the same masks.
     _close(layer(x), rnn(x))
@@ -341,9 +366,10 @@ def test_integer_features_are_cast_to_float_and_masks_scale_exactly(layer_cls):
     x = np.random.default_rng(2).integers(-3, 4, size=(4, 3, 5))
     regs = dict(dropout=0.2, recurrent_dropout=0.2, output_dropout=0.2)
     layer = layer_cls(
-        4, return_sequences=True, weight_dropout=0.2, seed=5, **LOOP, **regs
+        4, return_sequences=True, weight_dropout=0.2, seed=5, **LOOP, **ZEROS, **regs
     )
     layer.build(x.shape)
+    _set_random_weights(np.random.default_rng(3), layer)
     twin = _twin(layer, x.shape)
     y = layer(x.astype("int32"), training=True)
     assert keras.backend.standardize_dtype(y.dtype) == "float32"
@@ -372,7 +398,7 @@ def _linear(kind, units, kernel=(), recurrent=(), bias=(), **kwargs):
     if kind != "simple_rnn":
         kwargs["recurrent_activation"] = "linear"
     layer = OURS[kind](
-        units, activation="linear", return_sequences=True, **LOOP, **kwargs
+        units, activation="linear", return_sequences=True, **LOOP, **ZEROS, **kwargs
     )
     layer.build((None, None, units))
 
@@ -533,16 +559,9 @@ RATE = 0.3
 
 def _random_probe(layer_cls, units, features, rng, **kwargs):
     """A one-step layer with random weights (LayerNorm scales near 1)."""
-    layer = layer_cls(units, seed=7, **LOOP, **kwargs)
+    layer = layer_cls(units, seed=7, **LOOP, **ZEROS, **kwargs)
     layer.build((None, 1, features))
-    layer.set_weights(
-        [
-            rng.uniform(0.5, 1.5, size=w.shape).astype("float32")
-            if "gamma" in w.path
-            else rng.normal(scale=0.5, size=w.shape).astype("float32")
-            for w in layer.weights
-        ]
-    )
+    _set_random_weights(rng, layer)
     return layer
 
 
@@ -664,13 +683,16 @@ def test_cells_of_one_name_get_distinct_random_state_paths():
     # path would leave one of them out of `torch_params` (and the optimizer).
     inputs = keras.Input((5, 3))
     bidirectional = keras.layers.Bidirectional(
-        layers.VariationalLSTM(4, dropout=0.2, return_sequences=True)
+        layers.VariationalLSTM(4, dropout=0.2, return_sequences=True, **ZEROS)
     )
     x = bidirectional(inputs)
     x = keras.layers.RNN(
-        layers.VariationalGRUCell(4, dropout=0.2, name="cell"), return_sequences=True
+        layers.VariationalGRUCell(4, dropout=0.2, name="cell", **ZEROS),
+        return_sequences=True,
     )(x)
-    x = keras.layers.RNN(layers.LayerNormSimpleRNNCell(4, dropout=0.2, name="cell"))(x)
+    x = keras.layers.RNN(
+        layers.LayerNormSimpleRNNCell(4, dropout=0.2, name="cell", **ZEROS)
+    )(x)
     model = keras.Model(inputs, x)
     variables = {id(v): v for v in model.variables}.values()
     assert len({v.path for v in variables}) == len(variables)
@@ -683,10 +705,16 @@ def test_cells_of_one_name_get_distinct_random_state_paths():
 
 def test_time_distributed_head_sees_every_step_in_a_compiled_predict():
     inputs = keras.Input((6, 3))
-    head = keras.layers.TimeDistributed(keras.layers.Dense(2))
-    outputs = [head(cls(4, return_sequences=True)(inputs)) for cls in SEQUENCE_LAYERS]
+    head = keras.layers.TimeDistributed(
+        keras.layers.Dense(2, kernel_initializer="zeros")
+    )
+    outputs = [
+        head(cls(4, return_sequences=True, **ZEROS)(inputs)) for cls in SEQUENCE_LAYERS
+    ]
     model = keras.Model(inputs, outputs)
-    x = np.random.default_rng(9).normal(size=(8, 6, 3)).astype("float32")
+    rng = np.random.default_rng(9)
+    _set_random_weights(rng, model)
+    x = rng.normal(size=(8, 6, 3)).astype("float32")
     eager = model(x)
     for predicted, expected in zip(model.predict(x, verbose=0), eager, strict=True):
         assert predicted.shape == (8, 6, 2)
