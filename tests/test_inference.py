@@ -66,17 +66,24 @@ def test_batch_norm_runs_in_inference_and_keeps_its_statistics():
     assert np.all(std > 0)
 
 
+@functools.cache
+def _linear_model():
+    """Dense -> dropout -> Dense without activation, built once for the
+    module (its deterministic `predict` compiled once); the tests that use
+    it seed their samples."""
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(64)(inputs)
+    h = InvertedDropout(0.2, seed=3)(h)
+    h = keras.layers.Dropout(0.1, seed=4)(h)
+    return keras.Model(inputs, keras.layers.Dense(2)(h)), _data(2, (20, 6))
+
+
 @pytest.mark.parametrize("samples_per_call", [1, None])
 def test_mean_is_unbiased_for_a_linear_model(samples_per_call):
     # Dense -> dropout -> Dense without activation: E[output] over masks is
     # the deterministic output, so the MC mean is within ~6 standard errors,
     # whether the samples run one per call or stacked.
-    inputs = keras.Input((6,))
-    h = keras.layers.Dense(64)(inputs)
-    h = InvertedDropout(0.2, seed=3)(h)
-    h = keras.layers.Dropout(0.1, seed=4)(h)
-    model = keras.Model(inputs, keras.layers.Dense(2)(h))
-    x = _data(2, (20, 6))
+    model, x = _linear_model()
     samples = 100
     mean, std = mc_predict(
         model,
