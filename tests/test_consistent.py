@@ -375,36 +375,30 @@ def test_consistent_must_be_a_bool(bad):
 
 
 def test_without_a_seed_one_is_drawn_for_the_call():
-    # The model that holds LSTM-recurrent_batch (with the other families
-    # that stack), in the calls of "pool" above: one compiled function.
-    model, x, families = _group_model(_group("LSTM-recurrent_batch"))
-    branch = families.index("LSTM-recurrent_batch")
-    pool, copies = _rows(x, _POOL), _COPIES
+    model, x = _model("LSTM-recurrent_batch")
+    pool, copies = _pool(x)
     kwargs = dict(samples=SAMPLES, consistent=True, return_samples=True)
     kwargs["batch_size"] = BATCH
     keras.utils.set_random_seed(11)
-    first = mc_predict(model, pool, **kwargs)[2][branch]
+    first = mc_predict(model, pool, **kwargs)[2]
     for position in copies[1:]:
         np.testing.assert_allclose(first[:, position], first[:, copies[0]], atol=1e-6)
-    second = mc_predict(model, pool, **kwargs)[2][branch]
+    second = mc_predict(model, pool, **kwargs)[2]
     assert not np.allclose(first, second)
     keras.utils.set_random_seed(11)
-    np.testing.assert_array_equal(mc_predict(model, pool, **kwargs)[2][branch], first)
+    np.testing.assert_array_equal(mc_predict(model, pool, **kwargs)[2], first)
 
 
 def test_nothing_outlives_the_call():
     # The layers' streams are where they were, plain calls draw per row
-    # again, and no consistent context is left open. The model that holds
-    # GRU-all (with the other families that stack), in the calls of
-    # "pool" above (3 rows, 24 samples per call).
-    model, x, _ = _group_model(_group("GRU-all"))
+    # again, and no consistent context is left open.
+    model, x = _model("GRU-all")
     before = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
-    mc_predict(model, _rows(x, slice(BATCH)), samples=SAMPLES, seed=1, consistent=True)
+    mc_predict(model, x[:BATCH], samples=SAMPLES, seed=1, consistent=True)
     after = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not _samples.consistent() and _samples.groups() == 1
-    gru, x = _model("GRU-all")
     twin = np.repeat(x[:1], 4, axis=0)
-    out = keras.ops.convert_to_numpy(gru(twin, training=True))
+    out = keras.ops.convert_to_numpy(model(twin, training=True))
     assert not np.allclose(out[0], out[1])
