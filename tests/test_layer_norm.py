@@ -78,6 +78,11 @@ def _np_gru(x, weights, eps, h, use_bias=True):
     return np.stack(outputs, 1), h
 
 
+# Where a test sets every weight itself, the layers start from zeros: on JAX
+# each random initializer compiles a draw at each new weight shape (0.3 s).
+ZEROS = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"}
+
+
 def _random_weights(layer, rng, dtype):
     """Random kernels and biases, and norm scales/offsets away from 1/0."""
     weights = []
@@ -122,7 +127,7 @@ def test_layer_norm_layers_match_the_numpy_equations(
     layer_cls, eps_arg, n_states = CASES[name]
     rng = np.random.default_rng(weight_seed)
     units, x = 5, rng.normal(size=(3, 6, 4)).astype(dtype)
-    kwargs = {"use_bias": use_bias, "dtype": dtype}
+    kwargs = {"use_bias": use_bias, "dtype": dtype, **ZEROS}
     if eps is not None:
         kwargs[eps_arg] = eps
     layer = layer_cls(units, return_sequences=True, return_state=True, **kwargs)
@@ -143,8 +148,8 @@ def test_layer_norm_layers_match_the_numpy_equations(
 
 
 def test_default_epsilons_and_weight_order_are_those_of_tensorflow_addons():
-    lstm = LayerNormLSTMCell(3)
-    rnn = LayerNormSimpleRNNCell(3)
+    lstm = LayerNormLSTMCell(3, **ZEROS)
+    rnn = LayerNormSimpleRNNCell(3, **ZEROS)
     assert lstm.norm_epsilon == 1e-3 and rnn.layernorm_epsilon == 1e-5
     assert LayerNormGRUCell(3).norm_epsilon == 1e-3
     lstm.build((None, 2))
@@ -187,15 +192,20 @@ def test_layer_norm_of_a_worked_example():
 def test_scaling_the_input_kernel_leaves_the_lstm_cell_unchanged():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(8, 5, 6)).astype("float32")
-    layer = LayerNormLSTM(7, return_sequences=True, norm_epsilon=1e-6)
+    layer = LayerNormLSTM(7, return_sequences=True, norm_epsilon=1e-6, **ZEROS)
     layer.build(x.shape)
+    _random_weights(layer, rng, "float32")
     before = to_numpy(layer(x))
     kernel = layer.cell.kernel
     kernel.assign(kernel * 3.7)
     np.testing.assert_allclose(to_numpy(layer(x)), before, atol=1e-4)
     # Not a property of the plain cell: the same scaling changes it.
-    plain = keras.layers.LSTM(7, return_sequences=True)
+    # (Unrolled on JAX, where each eager call would compile a scan.)
+    plain = keras.layers.LSTM(
+        7, return_sequences=True, unroll=keras.backend.backend() == "jax", **ZEROS
+    )
     plain.build(x.shape)
+    _random_weights(plain, rng, "float32")
     ref = to_numpy(plain(x))
     plain.cell.kernel.assign(plain.cell.kernel * 3.7)
     assert np.abs(to_numpy(plain(x)) - ref).max() > 1e-2
@@ -208,8 +218,18 @@ def test_wrapper_outputs_are_normalized_at_every_step():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(4, 9, 5)).astype("float32") * 3
     rnn = keras.layers.RNN(
-        LayerNormWrapper(keras.layers.LSTMCell(16), epsilon=1e-8),
+        LayerNormWrapper(keras.layers.LSTMCell(16, **ZEROS), epsilon=1e-8),
         return_sequences=True,
+    )
+    rnn.build(x.shape)
+    # Random cell weights; the norm keeps its initial scale 1 and offset 0.
+    rnn.set_weights(
+        [
+            to_numpy(w)
+            if w.path.endswith(("gamma", "beta"))
+            else rng.normal(scale=0.5, size=w.shape).astype("float32")
+            for w in rnn.weights
+        ]
     )
     y = to_numpy(rnn(x))
     np.testing.assert_allclose(y.mean(-1), 0.0, atol=1e-5)
@@ -219,7 +239,7 @@ def test_wrapper_outputs_are_normalized_at_every_step():
 def test_wrapper_matches_numpy_and_normalizes_the_carried_state():
     rng = np.random.default_rng(7)
     x = rng.normal(size=(3, 5, 4)).astype("float64")
-    wrapper = LayerNormWrapper(keras.layers.SimpleRNNCell(6, dtype="float64"))
+    wrapper = LayerNormWrapper(keras.layers.SimpleRNNCell(6, dtype="float64", **ZEROS))
     rnn = keras.layers.RNN(wrapper, return_sequences=True, dtype="float64")
     rnn.build(x.shape)
     weights = _random_weights(rnn, rng, "float64")
@@ -281,15 +301,15 @@ def test_wrapper_in_bidirectional_with_masking_trains_and_saves(tmp_path):
     rng = np.random.default_rng(8)
     id_input = keras.Input((7,), dtype="int32")
     mask_input = keras.Input((7,), dtype="bool")
-    x = keras.layers.Embedding(30, 6)(id_input)
+    x = keras.layers.Embedding(30, 6, embeddings_initializer="zeros")(id_input)
+    cell = VariationalLSTMCell(5, recurrent_dropout=0.3, seed=2, **ZEROS)
     x = keras.layers.Bidirectional(
-        keras.layers.RNN(
-            LayerNormWrapper(VariationalLSTMCell(5, recurrent_dropout=0.3, seed=2)),
-            return_sequences=True,
-        )
+        keras.layers.RNN(LayerNormWrapper(cell), return_sequences=True)
     )(x, mask=mask_input)
     x = keras.layers.GlobalAveragePooling1D()(x)
-    model = keras.Model([id_input, mask_input], keras.layers.Dense(1)(x))
+    dense = keras.layers.Dense(1, kernel_initializer="zeros")
+    model = keras.Model([id_input, mask_input], dense(x))
+    _random_weights(model, rng, "float32")
     model.compile(optimizer="adam", loss="mse")
     ids = rng.integers(1, 30, size=(16, 7))
     mask = np.ones((16, 7), bool)
