@@ -10,6 +10,9 @@ from tests.helpers import to_numpy
 
 BACKEND = keras.backend.backend()
 REGS = dict(dropout=0.3, recurrent_dropout=0.3, output_dropout=0.2, weight_dropout=0.2)
+# Layers start from zeros (tests that need random weights set NumPy's): on
+# JAX each random initializer compiles a draw at each new weight shape.
+ZEROS = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"}
 SEQUENCE_LAYERS = [
     layers.VariationalLSTM,
     layers.VariationalGRU,
@@ -33,6 +36,15 @@ FLOAT_LAYERS = [
     (lambda: layers.DropPath(0.5, seed=3), (8, 6, 8)),
     (lambda: layers.DropBlock2D(0.3, 3, seed=4), (4, 9, 11, 3)),
 ]
+
+
+def _set_random_weights(rng, *layers_):
+    weights = [
+        rng.normal(scale=0.5, size=w.shape).astype("float32")
+        for w in layers_[0].weights
+    ]
+    for layer in layers_:
+        layer.set_weights(weights)
 
 
 def _state(layer):
@@ -99,11 +111,11 @@ def test_a_nan_in_one_sample_stays_in_that_sample(layer_cls):
     x = np.random.default_rng(1).normal(size=(3, 5, 4)).astype("float32")
     bad = x.copy()
     bad[1, 2, 0] = np.nan
-    clean = layer_cls(6, seed=5, zoneout=0.2, **REGS)
+    clean = layer_cls(6, seed=5, zoneout=0.2, **ZEROS, **REGS)
     poisoned = layer_cls.from_config(clean.get_config())
     for layer in (clean, poisoned):
         layer.build(x.shape)
-    poisoned.set_weights(clean.get_weights())
+    _set_random_weights(np.random.default_rng(2), clean, poisoned)
     expected = to_numpy(clean(x, training=True))
     got = to_numpy(poisoned(bad, training=True))
     assert np.all(np.isnan(got[1]))
@@ -116,7 +128,7 @@ def test_a_nan_in_one_sample_stays_in_that_sample(layer_cls):
 
 @pytest.mark.parametrize("layer_cls", SEQUENCE_LAYERS)
 def test_zero_length_sequence_raises_and_draws_nothing(layer_cls):
-    layer = layer_cls(4, seed=1, **REGS)
+    layer = layer_cls(4, seed=1, **ZEROS, **REGS)
     layer.build((2, 3, 5))
     before = _state(layer)
     with pytest.raises(ValueError, match="at least one time step.*length 0"):
@@ -130,11 +142,11 @@ def test_batch_of_one_gets_the_first_samples_masks(layer_cls):
     # the first sample of a larger batch draws (zoneout, indexed by step
     # first, is left out).
     x = np.random.default_rng(2).normal(size=(5, 4, 3)).astype("float32")
-    big = layer_cls(6, seed=8, return_sequences=True, **REGS)
+    big = layer_cls(6, seed=8, return_sequences=True, **ZEROS, **REGS)
     one = layer_cls.from_config(big.get_config())
     big.build(x.shape)
     one.build(x[:1].shape)
-    one.set_weights(big.get_weights())
+    _set_random_weights(np.random.default_rng(3), big, one)
     np.testing.assert_allclose(
         to_numpy(one(x[:1], training=True))[0],
         to_numpy(big(x, training=True))[0],
@@ -158,7 +170,7 @@ def test_mask_memory_does_not_grow_with_sequence_length(monkeypatch):
     batch, features, units = 2, 3, 5
     for steps in (20, 2000):
         drawn.append([])
-        layer = layers.VariationalLSTM(units, seed=1, **REGS)
+        layer = layers.VariationalLSTM(units, seed=1, **ZEROS, **REGS)
         x = np.ones((batch, steps, features), "float32")
         assert np.all(np.isfinite(to_numpy(layer(x, training=True))))
     short, long = drawn
@@ -173,9 +185,10 @@ def test_mask_memory_does_not_grow_with_sequence_length(monkeypatch):
 
 def test_invalid_rate_set_during_fit_raises_and_keeps_the_old_rates():
     dropout = layers.InvertedDropout(0.3, seed=1)
-    recurrent = layers.VariationalGRU(4, seed=2, **REGS)
+    recurrent = layers.VariationalGRU(4, seed=2, **ZEROS, **REGS)
     inputs = keras.Input((5, 3))
-    outputs = keras.layers.Dense(1)(dropout(recurrent(inputs)))
+    dense = keras.layers.Dense(1, kernel_initializer="zeros")
+    outputs = dense(dropout(recurrent(inputs)))
     model = keras.Model(inputs, outputs)
     model.compile(optimizer="sgd", loss="mse")
     x, y = np.ones((8, 5, 3), "float32"), np.ones((8, 1), "float32")
@@ -202,11 +215,11 @@ def test_invalid_rate_set_during_fit_raises_and_keeps_the_old_rates():
 @pytest.mark.parametrize(
     "make_cell",
     [
-        lambda: layers.VariationalLSTMCell(4, seed=1, **REGS),
-        lambda: layers.LayerNormGRUCell(4, seed=2, **REGS),
+        lambda: layers.VariationalLSTMCell(4, seed=1, **ZEROS, **REGS),
+        lambda: layers.LayerNormGRUCell(4, seed=2, **ZEROS, **REGS),
         lambda: layers.LayerNormWrapper(
             layers.VariationalSimpleRNNCell(
-                4, dropout=0.3, recurrent_dropout=0.3, seed=3
+                4, dropout=0.3, recurrent_dropout=0.3, seed=3, **ZEROS
             )
         ),
     ],

@@ -94,8 +94,14 @@ def test_time_shared_and_drop_path_masks_follow_their_axes(
 @given(st.integers(5, 30), st.integers(1, 4), st.integers(1, 8), rates, seeds)
 def test_embedding_dropout_drops_word_types(vocab, batch, length, rate, seed):
     ids = np.random.default_rng(seed % 1000).integers(0, vocab, size=(batch, length))
-    layer = layers.EmbeddingDropout(vocab, 3, rate, seed=seed)
+    # A random table from NumPy: the layer's own initializer would compile a
+    # draw at every vocabulary size on JAX.
+    layer = layers.EmbeddingDropout(
+        vocab, 3, rate, seed=seed, embeddings_initializer="zeros"
+    )
     layer.build(ids.shape)
+    table = np.random.default_rng(seed % 997).uniform(0.5, 1.5, size=(vocab, 3))
+    layer.embeddings.assign(table.astype("float32"))
     table = to_numpy(layer.embeddings)
     ratio = to_numpy(layer(ids, training=True)) / table[ids]
     # Every occurrence of a word gets the same factor, 0 or the scale.
@@ -158,12 +164,16 @@ def test_cell_masks_are_binary_times_scale_and_shared_as_documented(
 ):
     # One call's masks (the module every cell and sequence layer draws them
     # through): their values and shapes are the documented ones.
+    # (Zero weights: the masks do not read them, and random initializers
+    # would compile a draw at every weight shape on JAX.)
     cell = cell_cls(
         units,
         dropout=dropout,
         recurrent_dropout=recurrent,
         per_gate_masks=per_gate,
         seed=seed,
+        kernel_initializer="zeros",
+        recurrent_initializer="zeros",
     )
     cell.build((batch, features))
     masks = _masks.draw(cell, batch, features, "float32")._asdict()
