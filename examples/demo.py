@@ -2,15 +2,16 @@
 table and writes the figures, `summary.md` and `summary.json` into
 `demo_output/`.
 
-The demo is a list of steps (`STEPS`). Each step runs in a fresh process of
-its own, on one thread and deterministically
-(`examples._common.deterministic`: TensorFlow's op determinism or torch's
-deterministic algorithms), and as many steps run at a time as there are CPU
-cores (`--jobs`). Each step seeds its own models, so its figures do not
-depend on which steps ran before it or beside it: `summary.json` is the same
-with `--jobs 1` and with `--jobs 2`. The docs quote the figures of
-`docs/figures/demo_record.json`, a copy of such a run's `summary.json`, and
-`tests/test_demo_figures.py` holds them to it.
+The demo is a list of steps (`STEPS`). They run in as many worker
+processes as there are CPU cores (`--jobs`), each on one thread and
+deterministic (`examples._common.deterministic`: TensorFlow's op
+determinism or torch's deterministic algorithms); a worker imports the
+backend once and runs steps one after another, each from a clean Keras
+state (`keras.backend.clear_session`). Each step seeds its own models, so
+its figures do not depend on which steps ran before it or beside it:
+`summary.json` is the same with `--jobs 1` and with `--jobs 2`. The docs
+quote the figures of `docs/figures/demo_record.json`, a copy of such a
+run's `summary.json`, and `tests/test_demo_figures.py` holds them to it.
 
 make demo                  # TensorFlow
 make demo BACKEND=jax      # or torch
@@ -20,7 +21,6 @@ make demo BACKEND=jax      # or torch
 """
 
 import argparse
-import concurrent.futures
 import importlib
 import json
 import math
@@ -30,7 +30,9 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 
 import keras
 
@@ -109,9 +111,10 @@ ONE_THREAD = {
 # --- The steps ------------------------------------------------------------------
 #
 # A step is `(name, module, function)`: `module.function(settings,
-# output_dir, progress)` runs in a process of its own (fresh, one thread,
-# deterministic; `settings` is a dict of `SETTINGS` plus `mc_samples`). It
-# writes its figures into `output_dir` and returns a JSON-serializable dict:
+# output_dir, progress)` runs in a worker process (one thread,
+# deterministic, from a clean Keras state; `settings` is a dict of
+# `SETTINGS` plus `mc_samples`). It writes its figures into `output_dir`
+# and returns a JSON-serializable dict:
 #
 #   "rows":     [[example, metric, value], ...]: its rows of the summary
 #               table, and of summary.json's "metrics";
@@ -397,10 +400,11 @@ JOINED = {
 # `make demo` ends with the backend check of the character model; `run`
 # without it runs the examples only.
 CHECK_STEP = ("backend check", "examples.demo", "backend_check_step")
-# Each step's CPU seconds on TensorFlow, full settings, imports included
-# (2026-12-06, on 2 cores shared with other work; the backend check's
-# include its subprocesses): the steps start longest first, so that the
-# last to end is a short one. A step not listed starts first.
+# Each step's CPU seconds on TensorFlow, full settings (imports included:
+# measured on 2026-12-06, when each step had a process of its own, on 2
+# cores shared with other work; the backend check's include its
+# subprocesses): the steps start longest first, so that the last to end is
+# a short one. A step not listed starts first.
 CPU_SECONDS = {
     "regularize_application": 57,
     "uncertainty": 49,
@@ -424,95 +428,176 @@ def default_jobs():
         return os.cpu_count() or 1
 
 
-def _step_worker(module, function, settings, output_dir, progress, result_path):
-    """In a step's own process: runs it deterministically and writes its
-    result, its CPU seconds and its wall seconds to `result_path`."""
-    deterministic()
+def _run_step(module, function, settings, output_dir, progress, result_path):
+    """In a worker: runs one step from a clean Keras state and writes its
+    result, with its CPU and wall seconds, to `result_path`."""
+    # What a fresh process would start from: no models, layer names from
+    # their first uid, Keras' global seed state unset (each step seeds
+    # its own models).
+    keras.backend.clear_session()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() + children.ru_utime + children.ru_stime
     start = time.perf_counter()
     part = getattr(importlib.import_module(module), function)(
         settings, output_dir, progress
     )
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    part["cpu_s"] = time.process_time() + children.ru_utime + children.ru_stime
-    part["work_s"] = time.perf_counter() - start
+    part["cpu_s"] = time.process_time() + children.ru_utime + children.ru_stime - cpu
+    part["seconds"] = time.perf_counter() - start
     with open(result_path, "w") as f:
         json.dump(part, f, ensure_ascii=False)
 
 
-def _launch(step, settings, output_dir, progress, folder):
-    """Runs one step in a fresh process; returns its result, with its wall
-    time from launch to exit (`seconds`, imports included)."""
-    name, module, function = step
-    slug = "".join(c if c.isalnum() else "_" for c in name)
-    result_path = os.path.join(folder, f"{slug}.json")
-    log_path = os.path.join(folder, f"{slug}.log")
-    args = {
-        "module": module,
-        "function": function,
-        "settings": settings,
-        "output_dir": os.path.abspath(output_dir),
-        "progress": progress,
-        "result_path": result_path,
-    }
-    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), **ONE_THREAD)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, "-m", "examples.demo", "--step", json.dumps(args)]
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.run(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        with open(log_path) as log:
-            tail = log.read()[-4000:]
-        raise RuntimeError(
-            f"demo step {name!r} failed (exit {proc.returncode}); its output "
-            f"ends with:\n{tail}"
-        )
-    with open(result_path) as f:
-        part = json.load(f)
-    part["seconds"] = seconds
-    return part
+def _serve():
+    """`python -m examples.demo --worker`: a worker process. Reads one step
+    per line on stdin (the arguments of `_run_step` and `log_path`), runs
+    it with its output (Python's and the backend's) going to its log, and
+    answers on stdout with one line, `ok` or `failed`, when it ends."""
+    deterministic()
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    for line in sys.stdin:
+        args = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        with open(args.pop("log_path"), "w") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                _run_step(**args)
+                status = "ok"
+            except BaseException:  # reported to the parent, with the log
+                traceback.print_exc()
+                status = "failed"
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+        answers.write(status + "\n")
+
+
+class _Worker:
+    """A worker process (`_serve`) and the steps it has run. It imports the
+    backend once; each step it runs starts from `keras.backend.clear_session`
+    and seeds its own models, so its figures are those of a fresh process."""
+
+    def __init__(self, folder):
+        env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), **ONE_THREAD)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.log_path = os.path.join(folder, f"worker_{id(self)}.log")
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "examples.demo", "--worker"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+
+    def run(self, step, settings, output_dir, progress, folder):
+        """Runs `step` here; returns its result (`seconds`: its wall time,
+        the worker's imports not included)."""
+        name, module, function = step
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        result_path = os.path.join(folder, f"{slug}.json")
+        log_path = os.path.join(folder, f"{slug}.log")
+        args = {
+            "module": module,
+            "function": function,
+            "settings": settings,
+            "output_dir": os.path.abspath(output_dir),
+            "progress": progress,
+            "result_path": result_path,
+            "log_path": log_path,
+        }
+        self.proc.stdin.write(json.dumps(args) + "\n")
+        self.proc.stdin.flush()
+        status = self.proc.stdout.readline().strip()
+        if status != "ok":
+            tail = ""
+            for path in (log_path, self.log_path):
+                if os.path.exists(path):
+                    with open(path) as log:
+                        tail += log.read()[-4000:]
+            raise RuntimeError(
+                f"demo step {name!r} failed "
+                f"({'it raised' if status == 'failed' else 'its worker exited'}); "
+                f"its output ends with:\n{tail}"
+            )
+        with open(result_path) as f:
+            return json.load(f)
+
+    def close(self, timeout=60):
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
 
 
 def run_steps(steps, settings, output_dir, progress=True, jobs=None):
-    """Runs `steps`, `jobs` at a time (default: one per CPU core), each in a
-    process of its own; prints a line per step as it ends. Returns
-    `{name: result}`."""
+    """Runs `steps` in `jobs` worker processes (default: one per CPU core),
+    each on one thread, longest first; prints a line per step as it ends.
+    Returns `{name: result}`."""
     jobs = max(1, min(jobs or default_jobs(), len(steps)))
     os.makedirs(output_dir, exist_ok=True)
     longest_first = sorted(steps, key=lambda s: -CPU_SECONDS.get(s[0], math.inf))
-    parts = {}
-    with tempfile.TemporaryDirectory(prefix="keras_reg_demo_") as folder:
-        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-            futures = {
-                pool.submit(_launch, step, settings, output_dir, progress, folder): (
-                    step[0]
-                )
-                for step in longest_first
-            }
-            if progress:
-                names = ", ".join(step[0] for step in steps)
-                print(
-                    f"demo: {len(steps)} steps ({names}), {jobs} at a time, "
-                    "one thread each",
-                    flush=True,
-                )
-            for future in concurrent.futures.as_completed(futures):
-                name = futures[future]
-                try:
-                    part = parts[name] = future.result()
-                except BaseException:
-                    for other in futures:  # the steps not started yet
-                        other.cancel()
-                    raise
+    queue = list(longest_first)
+    lock = threading.Lock()
+    parts, failures = {}, []
+
+    def serve(worker, folder):
+        while True:
+            with lock:
+                if failures or not queue:
+                    return
+                step = queue.pop(0)
+            try:
+                part = worker.run(step, settings, output_dir, progress, folder)
+            except BaseException as error:
+                with lock:
+                    failures.append(error)
+                return
+            with lock:
+                parts[step[0]] = part
                 if progress:
                     print(
-                        f"  {name:<22} {part['seconds']:6.1f} s "
+                        f"  {step[0]:<22} {part['seconds']:6.1f} s "
                         f"(CPU {part['cpu_s']:.1f} s)",
                         flush=True,
                     )
+
+    with tempfile.TemporaryDirectory(prefix="keras_reg_demo_") as folder:
+        if progress:
+            names = ", ".join(step[0] for step in steps)
+            print(
+                f"demo: {len(steps)} steps ({names}), in {jobs} processes, "
+                "one thread each",
+                flush=True,
+            )
+        workers = [_Worker(folder) for _ in range(jobs)]
+        try:
+            threads = [
+                threading.Thread(target=serve, args=(worker, folder))
+                for worker in workers
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            for worker in workers:
+                worker.close()
+    if failures:
+        raise failures[0]
     return {step[0]: parts[step[0]] for step in steps}
 
 
@@ -641,10 +726,10 @@ def main(argv=None):
         help="steps run at a time (default: one per CPU core)",
     )
     parser.add_argument("--no-check", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--step", help=argparse.SUPPRESS)  # a step's process
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.step:
-        _step_worker(**json.loads(args.step))
+    if args.worker:  # a worker process of `run_steps`
+        _serve()
         return None
     if args.short:
         print(json.dumps(short_run(), ensure_ascii=False))
