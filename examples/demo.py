@@ -687,7 +687,7 @@ def _summary(parts, rows, figures, timings, wall):
         "",
         *[f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figures],
         "",
-        "Time, each step in a process of its own (side by side): "
+        "Time, each step in a worker process (side by side): "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         + f"; {wall:.0f} s in all.",
         "",
