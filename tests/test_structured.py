@@ -544,11 +544,21 @@ def test_drop_path_rates_bad_arguments(rate, depths, match):
 def test_dropblock1d_and_stochastic_depth_pass_input_masks_to_an_rnn():
     # An LSTM that gets the mask ignores the padded steps: the padded
     # sequence gives what the unpadded one gives (inference: no draws).
+    # Random weights from NumPy: zeros first spare JAX the initializers'
+    # compiled draws.
+    zeros = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"}
     inputs = keras.Input((None,), dtype="int32")
-    x = keras.layers.Embedding(6, 4, mask_zero=True)(inputs)
+    x = keras.layers.Embedding(6, 4, mask_zero=True, embeddings_initializer="zeros")(
+        inputs
+    )
     x = DropBlock1D(0.3, 2, seed=1)(x)
-    x = StochasticDepth(0.8, seed=2)([x, keras.layers.Dense(4)(x)])
-    model = keras.Model(inputs, keras.layers.LSTM(3)(x))
+    dense = keras.layers.Dense(4, kernel_initializer="zeros")
+    x = StochasticDepth(0.8, seed=2)([x, dense(x)])
+    model = keras.Model(inputs, keras.layers.LSTM(3, **zeros)(x))
+    rng = np.random.default_rng(3)
+    model.set_weights(
+        [rng.normal(size=w.shape).astype("float32") for w in model.weights]
+    )
     padded = np.array([[1, 2, 3, 4, 0, 0]] * 3, "int32")
     np.testing.assert_allclose(
         to_numpy(model(padded)), to_numpy(model(padded[:, :4])), rtol=1e-5, atol=1e-6
