@@ -73,7 +73,9 @@ def test_sequence_example_reads_digits_as_scanlines_and_trains_both_models():
     assert all(b.shared_channels and b.block_size == 5 for b in blocks)
     baseline = sequence_dropblock.build_model()
     assert "DropBlock1D" not in [type(layer).__name__ for layer in baseline.layers]
-    results = sequence_dropblock.run(epochs=1, train_size=100, progress=False)
+    # 96 rows: three whole batches of 32, one compiled train step per model
+    # (100 rows compiled a second one for the last 4, and a test step).
+    results = sequence_dropblock.run(epochs=1, train_size=96, progress=False)
     assert [r["model"] for r in results] == ["cnn1d_baseline", "cnn1d_dropblock"]
     for r in results:
         assert 0.0 <= r["val_acc"] <= 1.0 and np.isfinite(r["val_loss"])
@@ -101,8 +103,10 @@ def test_residual_example_follows_the_linear_depth_rule(style):
 
 def test_residual_example_trains_with_stochastic_depth():
     # One model (the plain one differs only by its rates): a cold XLA
-    # compile of each residual network costs about 15 s on JAX.
-    data = residual_depth.load_images(train_size=100)
+    # compile of each residual network costs about 15 s on JAX. 96 rows:
+    # whole batches of 32, one compiled train step (100 rows compiled a
+    # second one, and a test step, for the last 4).
+    data = residual_depth.load_images(train_size=96)
     result = residual_depth.train(
         residual_depth.build_model(0.2), data, epochs=1, progress=False
     )
