@@ -439,45 +439,57 @@ def _ones_states(states, batch):
     return [np.repeat(s, batch, axis=0) for s in states]
 
 
+# One (samples, units) for the linear probes: eager JAX compiles each op of a
+# step once per shape.
+LINEAR_N, LINEAR_UNITS = 200, 40
+
+
 @pytest.mark.parametrize("kind", sorted(GATES))
 def test_input_mask_is_shared_across_time_and_drawn_per_sample_and_call(kind):
-    layer = _input_probe(kind, 40, dropout=0.5, seed=1)
-    x = np.ones((200, 5, 40), "float32")
+    layer = _input_probe(kind, LINEAR_UNITS, dropout=0.5, seed=1)
+    x = np.ones((LINEAR_N, 5, LINEAR_UNITS), "float32")
     h = to_numpy(layer(x, training=True))  # 0 or 1 / (1 - 0.5)
     assert set(np.unique(h)) == {0.0, 2.0}
     assert np.all(h == h[:, :1])
-    bound = six_sigma(0.5, 100 * 40)
+    bound = six_sigma(0.5, LINEAR_N // 2 * LINEAR_UNITS)
     assert abs(np.mean(h[0::2, 0] != h[1::2, 0]) - 0.5) < bound
     again = to_numpy(layer(x, training=True))
-    assert abs(np.mean(again[:, 0] != h[:, 0]) - 0.5) < six_sigma(0.5, 200 * 40)
+    assert abs(np.mean(again[:, 0] != h[:, 0]) - 0.5) < six_sigma(
+        0.5, LINEAR_N * LINEAR_UNITS
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(GATES))
 def test_share_input_mask_false_draws_a_fresh_input_mask_each_step(kind):
-    layer = _input_probe(kind, 40, dropout=0.5, share_input_mask=False, seed=1)
-    h = to_numpy(layer(np.ones((200, 3, 40), "float32"), training=True))
+    layer = _input_probe(
+        kind, LINEAR_UNITS, dropout=0.5, share_input_mask=False, seed=1
+    )
+    h = to_numpy(layer(np.ones((LINEAR_N, 3, LINEAR_UNITS), "float32"), training=True))
     assert set(np.unique(h)) == {0.0, 2.0}
-    bound = six_sigma(0.5, 200 * 40)
+    bound = six_sigma(0.5, LINEAR_N * LINEAR_UNITS)
     assert abs(np.mean(h[:, 0] != h[:, 1]) - 0.5) < bound
     assert abs(np.mean(h[:, 1] != h[:, 2]) - 0.5) < bound
 
 
 @pytest.mark.parametrize("kind", sorted(GATES))
 def test_recurrent_mask_is_shared_across_time_and_drawn_per_sample(kind):
-    layer, states = _recurrent_probe(kind, 30, recurrent_dropout=0.5, seed=4)
-    x = np.zeros((200, 3, 30), "float32")
-    h = to_numpy(layer(x, initial_state=_ones_states(states, 200), training=True))
+    layer, states = _recurrent_probe(kind, LINEAR_UNITS, recurrent_dropout=0.5, seed=4)
+    x = np.zeros((LINEAR_N, 3, LINEAR_UNITS), "float32")
+    states = _ones_states(states, LINEAR_N)
+    h = to_numpy(layer(x, initial_state=states, training=True))
     assert set(np.unique(h[:, 0])) == {0.0, 2.0}  # h_1 = m
     np.testing.assert_array_equal(h[:, 1], 2.0 * h[:, 0])  # h_2 = m * m = 2 m
     np.testing.assert_array_equal(h[:, 2], 2.0 * h[:, 1])
-    assert abs(np.mean(h[0::2, 0] != h[1::2, 0]) - 0.5) < six_sigma(0.5, 100 * 30)
+    assert abs(np.mean(h[0::2, 0] != h[1::2, 0]) - 0.5) < six_sigma(
+        0.5, LINEAR_N // 2 * LINEAR_UNITS
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(GATES))
 def test_weight_dropout_zeroes_the_same_recurrent_entries_for_the_whole_call(kind):
-    layer, states = _recurrent_probe(kind, 30, weight_dropout=0.5, seed=5)
-    x = np.zeros((50, 3, 30), "float32")
-    states = _ones_states(states, 50)
+    layer, states = _recurrent_probe(kind, LINEAR_UNITS, weight_dropout=0.5, seed=5)
+    x = np.zeros((LINEAR_N, 3, LINEAR_UNITS), "float32")
+    states = _ones_states(states, LINEAR_N)
     h = to_numpy(layer(x, initial_state=states, training=True))
     assert set(np.unique(h[:, 0])) == {0.0, 2.0}  # the kernel's diagonal
     assert np.all(h[:, 0] == h[:1, 0])  # one mask for the whole batch
@@ -523,7 +535,7 @@ TWO_GATES = {
 def test_per_gate_masks_are_independent_and_one_mask_is_shared(
     kind, kwargs, source, per_gate_masks
 ):
-    units, batch = 32, 64
+    units, batch = LINEAR_UNITS, LINEAR_N
     visible, table = TWO_GATES[kind]
     where = {"kernel" if source == "dropout" else "recurrent": visible}
     layer = _linear(
@@ -555,6 +567,9 @@ def test_per_gate_masks_are_independent_and_one_mask_is_shared(
 # --- generic probes: the fraction dropped, for every layer ---------------------------
 
 RATE = 0.3
+# One shape for the input, recurrent, output and zoneout probes (samples,
+# units, features): eager JAX compiles each op once per shape.
+PROBE_N, PROBE_UNITS, PROBE_FEATURES = 1200, 6, 3
 
 
 def _random_probe(layer_cls, units, features, rng, **kwargs):
@@ -568,8 +583,8 @@ def _random_probe(layer_cls, units, features, rng, **kwargs):
 def _dropped_inputs(layer_cls, rng):
     """Sample `b > 0` holds a single feature; it is dropped iff the output
     equals that of sample 0, whose input is zero."""
-    n, features = 1200, 6
-    layer = _random_probe(layer_cls, 6, features, rng, dropout=RATE)
+    n, features = PROBE_N, PROBE_FEATURES
+    layer = _random_probe(layer_cls, PROBE_UNITS, features, rng, dropout=RATE)
     x = np.zeros((n + 1, 1, features), "float32")
     x[np.arange(1, n + 1), 0, np.arange(n) % features] = 1.0
     y = to_numpy(layer(x, training=True))
@@ -580,13 +595,13 @@ def _dropped_recurrent(layer_cls, rng):
     """Sample `b > 0` starts from a single state unit `j`; it is dropped iff
     the other output units equal those of sample 0, which starts from zero
     (a GRU carries `z * h_prev` past the mask, so unit `j` differs)."""
-    n, units = 1200, 6
-    layer = _random_probe(layer_cls, units, 3, rng, recurrent_dropout=RATE)
+    n, units = PROBE_N, PROBE_UNITS
+    layer = _random_probe(layer_cls, units, PROBE_FEATURES, rng, recurrent_dropout=RATE)
     j = np.arange(n) % units
     h0 = np.zeros((n + 1, units), "float32")
     h0[np.arange(1, n + 1), j] = 1.0
     states = [h0] + [np.zeros_like(h0)] * (_n_states(layer) - 1)
-    x = np.zeros((n + 1, 1, 3), "float32")
+    x = np.zeros((n + 1, 1, PROBE_FEATURES), "float32")
     y = to_numpy(layer(x, initial_state=states, training=True))
     same = (y[1:] == y[:1]) | (np.arange(units) == j[:, None])
     return np.all(same, axis=-1)
@@ -595,8 +610,15 @@ def _dropped_recurrent(layer_cls, rng):
 def _dropped_outputs(layer_cls, rng):
     """A dropped output unit is 0 where the carried state is not; a kept one
     is the state scaled by `1 / (1 - rate)`."""
-    layer = _random_probe(layer_cls, 8, 3, rng, output_dropout=RATE, return_state=True)
-    x = rng.normal(size=(128, 1, 3)).astype("float32")
+    layer = _random_probe(
+        layer_cls,
+        PROBE_UNITS,
+        PROBE_FEATURES,
+        rng,
+        output_dropout=RATE,
+        return_state=True,
+    )
+    x = rng.normal(size=(PROBE_N + 1, 1, PROBE_FEATURES)).astype("float32")
     y, h, *_ = (to_numpy(v) for v in layer(x, training=True))
     assert np.all(h != 0)
     dropped = y == 0
@@ -632,9 +654,14 @@ def _dropped_weights(layer_cls, rng):
 
 def _zoned_out(layer_cls, rng):
     """A state unit that zones out keeps its previous value exactly."""
-    layer = _random_probe(layer_cls, 8, 3, rng, zoneout=RATE, return_state=True)
-    x = rng.normal(size=(128, 1, 3)).astype("float32")
-    old = [rng.normal(size=(128, 8)).astype("float32") for _ in range(_n_states(layer))]
+    layer = _random_probe(
+        layer_cls, PROBE_UNITS, PROBE_FEATURES, rng, zoneout=RATE, return_state=True
+    )
+    x = rng.normal(size=(PROBE_N + 1, 1, PROBE_FEATURES)).astype("float32")
+    old = [
+        rng.normal(size=(PROBE_N + 1, PROBE_UNITS)).astype("float32")
+        for _ in range(_n_states(layer))
+    ]
     _, *new = layer(x, initial_state=old, training=True)
     return np.stack([to_numpy(n) == o for n, o in zip(new, old, strict=True)])
 
