@@ -34,9 +34,9 @@ test: $(STAMP)
 # backends. Not a substitute for `make test` before a commit is shared.
 # JAX keeps its compiled programs in .cache/jax between runs (JAX's
 # persistent compilation cache): a second run of the JAX-eager files costs
-# about a quarter of the first. Keying its entries costs about a fifth more
-# on a cold cache, so `make test`, which CI runs on a fresh clone, runs
-# without it.
+# about a quarter of the first. `make test`, which CI runs on a fresh
+# clone, gives its JAX runs a cache of their own, fresh and removed after
+# (tools/test_backends.sh).
 JAX_CACHE := $(CURDIR)/.cache/jax
 
 test-fast: $(STAMP)

@@ -6,8 +6,9 @@
 # JOBS=2 (the default) runs two pytest processes at a time, each with one
 # thread: most of a backend's test time is single-threaded Python (tracing,
 # compiling), so two processes share two cores well. To keep both cores
-# busy to the end, a backend may run as two processes over disjoint sets of
-# test files (SPLIT, below): the longest parts start first. Each part's
+# busy to the end, a backend may run as two or three processes over
+# disjoint sets of test files (SPLIT and SPLIT_C, below): the longest parts
+# start first. Each part's
 # output goes to $LOGS/<backend>[.<part>].log (LOGS=.test-logs by default)
 # and is printed when it ends. JOBS=1 runs every backend in one process,
 # one after another, streaming.
@@ -25,20 +26,25 @@ LOGS=${LOGS:-.test-logs}
 # process; test paths among the pytest arguments turn the split off.
 SPLIT=${SPLIT-"tensorflow jax torch"}
 PART_A_FILES=${PART_A_FILES:-"tests/test_execution_matrix.py"}
+# The backends whose run is long enough for a third process: the files of
+# part "c" in it, the other files (neither a nor c) in part "b".
+SPLIT_C=${SPLIT_C-"jax"}
+PART_C_FILES=${PART_C_FILES:-"tests/test_recurrent.py tests/test_models.py tests/test_keras_suite.py tests/test_structured.py tests/test_examples.py tests/test_reuse.py"}
 # The parts, longest first on a quiet 2-core machine (measured on
 # 2026-12-06: jax.b 1,270 s, tensorflow.b 651, torch.b 471, tensorflow.a
 # 285, jax.a 163, torch.a 116; CONTRIBUTING.md): the pool starts them in
 # this order. (The run that measured them started tensorflow.a first and
 # ended at 1,570 s; longest first packs the same parts into about 1,520.)
-ORDER=${ORDER:-"jax.b tensorflow.b torch.b tensorflow.a jax.a torch.a"}
-# The parts that run with a JAX compilation cache of their own, fresh for
-# the run and removed after it (unless JAX_COMPILATION_CACHE_DIR is set, as
-# `make test-fast` sets it). In the execution matrix every reloaded model
-# compiles the programs its original has just compiled: served from the
-# cache, the JAX matrix cost 89 CPU s against 141 without (2026-12-06, on
-# loaded cores). Where programs seldom repeat (eager calls at new shapes)
-# writing the entries costs more than the hits save, so not everywhere.
-JAX_CACHE_PARTS=${JAX_CACHE_PARTS-"jax.a"}
+ORDER=${ORDER:-"jax.b jax.c tensorflow.b torch.b tensorflow.a jax.a torch.a"}
+# The JAX runs share a compilation cache, fresh for this run of the script
+# and removed after it (unless JAX_COMPILATION_CACHE_DIR is set, as `make
+# test-fast` sets it to keep one between runs). In the execution matrix
+# every reloaded model compiles the programs its original has just
+# compiled: served from the cache, the JAX matrix cost 89 CPU s against
+# 141 without; other files gained 7 to 10% (2026-12-06, on loaded cores,
+# each pair run back to back: 114.9 against 123.5, 75.5 against 81.8,
+# 85.1 against 94.3). JAX_CACHE_PARTS="" turns it off.
+JAX_CACHE_PARTS=${JAX_CACHE_PARTS-"jax jax.a jax.b jax.c"}
 if [ "$JOBS" -gt 1 ]; then
   # One thread per process: two processes already fill two cores,
   # and torch's, TensorFlow's and XLA's own pools would oversubscribe them.
@@ -55,15 +61,31 @@ for arg in "$@"; do
 done
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*.status
+RUN_CACHE=""
+if [ -z "${JAX_COMPILATION_CACHE_DIR:-}" ] && [ -n "$JAX_CACHE_PARTS" ]; then
+  RUN_CACHE=$(mktemp -d "${TMPDIR:-/tmp}/keras_reg_jax_cache.XXXXXX")
+  trap 'rm -rf "$RUN_CACHE"' EXIT
+fi
 
-# The jobs: "<backend>" for a whole run, "<backend>.a" / "<backend>.b" for
-# the two parts of a split one.
+parts_of() {
+  # The parts of a split backend's run.
+  case " $SPLIT_C " in
+    *" $1 "*) echo "a b c" ;;
+    *) echo "a b" ;;
+  esac
+}
+
+# The jobs: "<backend>" for a whole run, "<backend>.a", ".b" (and ".c")
+# for the parts of a split one.
 jobs_list=()
 for job in $ORDER $BACKENDS; do
   backend=${job%%.*}
   case " $BACKENDS " in *" $backend "*) ;; *) continue ;; esac
   case " $SPLIT " in
-    *" $backend "*) [ "$job" = "$backend" ] && continue ;;
+    *" $backend "*)
+      [ "$job" = "$backend" ] && continue
+      case " $(parts_of "$backend") " in *" ${job#*.} "*) ;; *) continue ;; esac
+      ;;
     *) [ "$job" != "$backend" ] && continue ;;
   esac
   case " ${jobs_list[*]-} " in *" $job "*) continue ;; esac
@@ -72,7 +94,7 @@ done
 for backend in $BACKENDS; do
   case " $SPLIT " in
     *" $backend "*)
-      for part in a b; do
+      for part in $(parts_of "$backend"); do
         case " ${jobs_list[*]} " in *" $backend.$part "*) ;; *) jobs_list+=("$backend.$part") ;; esac
       done
       ;;
@@ -82,9 +104,16 @@ done
 part_args() {
   # The pytest arguments that select a job's files.
   local job=$1 file
+  local backend=${job%%.*}
   case "$job" in
     *.a) for file in $PART_A_FILES; do echo "$file"; done ;;
-    *.b) for file in $PART_A_FILES; do echo "--ignore=$file"; done ;;
+    *.c) for file in $PART_C_FILES; do echo "$file"; done ;;
+    *.b)
+      for file in $PART_A_FILES; do echo "--ignore=$file"; done
+      case " $(parts_of "$backend") " in
+        *" c "*) for file in $PART_C_FILES; do echo "--ignore=$file"; done ;;
+      esac
+      ;;
   esac
 }
 
@@ -97,12 +126,10 @@ run_one() {
   local -a selection=()
   mapfile -t selection < <(part_args "$job")
   local -a cache_env=()
-  local cache_dir=""
   case " $JAX_CACHE_PARTS " in
     *" $job "*)
-      if [ -z "${JAX_COMPILATION_CACHE_DIR:-}" ]; then
-        cache_dir=$(mktemp -d "${TMPDIR:-/tmp}/keras_reg_jax_cache.XXXXXX")
-        cache_env=(JAX_COMPILATION_CACHE_DIR="$cache_dir"
+      if [ -n "$RUN_CACHE" ]; then
+        cache_env=(JAX_COMPILATION_CACHE_DIR="$RUN_CACHE"
           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
           JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0)
       fi
@@ -112,7 +139,6 @@ run_one() {
   env "${cache_env[@]}" KERAS_BACKEND="$backend" "$PY" -m pytest -p no:cacheprovider \
     --durations=15 "${selection[@]}" "$@" >"$log" 2>&1
   rc=$?
-  [ -n "$cache_dir" ] && rm -rf "$cache_dir"
   echo "$rc $(( $(date +%s) - start ))" >"$LOGS/$job.status"
 }
 
