@@ -144,11 +144,20 @@ def recurrent_outputs():
 
 def mc_outputs():
     """`mc_predict` with a seed, from fixed weights: the same mean and std on
-    every backend only if its masks are."""
+    every backend only if its masks are. (Zero initializers: the weights are
+    set at once; a random draw per kernel shape is a compile on JAX.)"""
+    zeros = "zeros"
     inputs = keras.Input((5, 4))
-    x = layers.LayerNormLSTM(6, dropout=0.3, recurrent_dropout=0.3, seed=31)(inputs)
+    x = layers.LayerNormLSTM(
+        6,
+        dropout=0.3,
+        recurrent_dropout=0.3,
+        seed=31,
+        kernel_initializer=zeros,
+        recurrent_initializer=zeros,
+    )(inputs)
     x = layers.InvertedDropout(0.4, seed=32)(x)
-    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    model = keras.Model(inputs, keras.layers.Dense(2, kernel_initializer=zeros)(x))
     rng = np.random.default_rng(6)
     model.set_weights(
         [rng.normal(size=w.shape).astype("float32") * 0.5 for w in model.weights]
@@ -158,14 +167,21 @@ def mc_outputs():
     results = {"rnn_mc_mean": mean, "rnn_mc_std": std}
     # Stacked samples through the 0.2 layers, batch-shared masks included.
     tokens = keras.Input((6,), dtype="int32")
-    h = layers.EmbeddingDropout(20, 4, 0.3, seed=33)(tokens)
+    h = layers.EmbeddingDropout(20, 4, 0.3, seed=33, embeddings_initializer=zeros)(
+        tokens
+    )
     h = layers.DropBlock1D(0.3, 2, seed=34)(h)
     h = layers.StochasticDepth(0.7, seed=35)(
-        [h, layers.DropPath(0.3, mode="batch", seed=36)(keras.layers.Dense(4)(h))]
+        [
+            h,
+            layers.DropPath(0.3, mode="batch", seed=36)(
+                keras.layers.Dense(4, kernel_initializer=zeros)(h)
+            ),
+        ]
     )
-    h = layers.ConcreteDropout(keras.layers.Dense(3), seed=37)(
-        keras.layers.Flatten()(h)
-    )
+    h = layers.ConcreteDropout(
+        keras.layers.Dense(3, kernel_initializer=zeros), seed=37
+    )(keras.layers.Flatten()(h))
     model = keras.Model(tokens, h)
     model.set_weights(
         [rng.normal(size=w.shape).astype("float32") * 0.5 for w in model.weights]
