@@ -202,6 +202,12 @@ class _Stacked(keras.Model):
         self.inner = inner
         self.count = count
         self.consistent = consistent
+        # No weights of its own: built, so that JAX's `predict` and
+        # `predict_on_batch` do not first call it eagerly to build it (an
+        # eager call compiles every op at the stacked shape: about 1 s for
+        # a small recurrent model, more than the compiled predict). An
+        # unbuilt `inner` builds itself in the first call.
+        self.built = True
 
     def call(self, inputs):
         count = self.count

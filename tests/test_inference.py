@@ -521,3 +521,31 @@ def test_batched_predict_draws_what_predict_draws(case, monkeypatch):
     for a, b in zip(keras.tree.flatten(got), keras.tree.flatten(expected), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+
+
+class _CountCalls(keras.layers.Layer):
+    """The identity; counts how often Python runs its `call`."""
+
+    calls = 0
+
+    def call(self, inputs):
+        type(self).calls += 1
+        return inputs
+
+
+def test_stacked_samples_run_the_model_only_in_the_compiled_predict():
+    # On JAX, `predict` first calls an unbuilt model eagerly to build it: an
+    # eager call compiles every op at the stacked shape (about 1 s for a
+    # small recurrent model). The stacked wrapper is built, so the model's
+    # Python runs once, in the trace of the compiled predict, and the next
+    # call reuses it; torch runs the model eagerly at every call.
+    inputs = keras.Input((5,))
+    outputs = InvertedDropout(0.5, seed=1)(_CountCalls()(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.ones((3, 5), "float32")
+    counts = []
+    for _ in range(2):
+        _CountCalls.calls = 0
+        mc_predict(model, x, samples=4, samples_per_call=4)
+        counts.append(_CountCalls.calls)
+    assert counts == ([1, 1] if keras.backend.backend() == "torch" else [1, 0])
