@@ -30,12 +30,10 @@ PART_A_FILES=${PART_A_FILES:-"tests/test_execution_matrix.py"}
 # part "c" in it, the other files (neither a nor c) in part "b".
 SPLIT_C=${SPLIT_C-"jax"}
 PART_C_FILES=${PART_C_FILES:-"tests/test_recurrent.py tests/test_models.py tests/test_keras_suite.py tests/test_structured.py tests/test_examples.py tests/test_reuse.py"}
-# The parts, longest first on a quiet 2-core machine (measured on
-# 2026-12-06: jax.b 1,270 s, tensorflow.b 651, torch.b 471, tensorflow.a
-# 285, jax.a 163, torch.a 116; CONTRIBUTING.md): the pool starts them in
-# this order. (The run that measured them started tensorflow.a first and
-# ended at 1,570 s; longest first packs the same parts into about 1,520.)
-ORDER=${ORDER:-"jax.b jax.c tensorflow.b torch.b tensorflow.a jax.a torch.a"}
+# The parts, longest first (CPU seconds from the per-file figures of
+# 2026-12-06 after that day's cuts, CONTRIBUTING.md): the pool starts them
+# in this order, so that the last to end are short ones.
+ORDER=${ORDER:-"jax.b tensorflow.b jax.c torch.b tensorflow.a jax.a torch.a"}
 # The JAX runs share a compilation cache, fresh for this run of the script
 # and removed after it (unless JAX_COMPILATION_CACHE_DIR is set, as `make
 # test-fast` sets it to keep one between runs). In the execution matrix
