@@ -29,7 +29,7 @@ def run_worker(script, backend, *args, **env):
         env=env,
         check=True,
         cwd=ROOT,
-        timeout=300,
+        timeout=900,  # a loaded machine (load 10) took 5 min for 46 CPU s
     )
     return np.load(args[-1])
 
