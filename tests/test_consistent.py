@@ -227,6 +227,21 @@ def _rows(x, rows):
     return keras.tree.map_structure(lambda data: data[rows], x)
 
 
+def _distribution(model, x, many, consistent):
+    """The distribution check's call: rows 0 to 2, `many` samples, 24 per
+    call, with or without `consistent`."""
+    return mc_predict(
+        model,
+        _rows(x, slice(BATCH)),
+        samples=many,
+        samples_per_call=SAMPLES,
+        batch_size=BATCH,
+        seed=5,
+        consistent=consistent,
+        return_samples=True,
+    )
+
+
 _POOL, _COPIES = _pool(np.arange(B))
 _CONSISTENT = dict(samples=SAMPLES, consistent=True, return_samples=True)
 # The calls of the tests below, each made once per group: name ->
@@ -251,25 +266,8 @@ _CALLS = {
     ),
     # The distribution check: rows 0 to 2, 24 samples per call, `many`
     # samples, with and without `consistent`.
-    "consistent": lambda model, x, many: mc_predict(
-        model,
-        _rows(x, slice(BATCH)),
-        samples=many,
-        samples_per_call=SAMPLES,
-        batch_size=BATCH,
-        seed=5,
-        consistent=True,
-        return_samples=True,
-    ),
-    "plain": lambda model, x, many: mc_predict(
-        model,
-        _rows(x, slice(BATCH)),
-        samples=many,
-        samples_per_call=SAMPLES,
-        batch_size=BATCH,
-        seed=5,
-        return_samples=True,
-    ),
+    "consistent": lambda model, x, many: _distribution(model, x, many, True),
+    "plain": lambda model, x, many: _distribution(model, x, many, False),
 }
 _RUNS = {}
 
