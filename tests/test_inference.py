@@ -549,3 +549,13 @@ def test_stacked_samples_run_the_model_only_in_the_compiled_predict():
         mc_predict(model, x, samples=4, samples_per_call=4)
         counts.append(_CountCalls.calls)
     assert counts == ([1, 1] if keras.backend.backend() == "torch" else [1, 0])
+
+
+def test_an_unbuilt_model_is_built_by_the_stacked_samples():
+    # The stacked wrapper is built; the model inside it, a Sequential that
+    # has never seen an input, builds itself in the first call.
+    model = keras.Sequential([keras.layers.Dense(3), InvertedDropout(0.5, seed=1)])
+    assert not model.built
+    mean, std = mc_predict(model, np.ones((4, 5), "float32"), samples=8, seed=0)
+    assert model.built and mean.shape == (4, 3)
+    assert np.all(np.isfinite(mean)) and np.mean(std) > 0
