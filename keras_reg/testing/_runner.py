@@ -27,10 +27,16 @@ def progress(message):
     print(f"keras_reg.testing: {message}", file=sys.stderr, flush=True)
 
 
+# JAX closes a traceback it filtered with a note below a dashed line.
+_JAX_NOTE = "For simplicity, JAX has removed its internal frames"
+
+
 def _last_line(text, limit=400):
     """The last line of a subprocess's log (its exception), shortened."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    line = lines[-1].strip() if lines else ""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    while lines and (lines[-1].startswith(_JAX_NOTE) or set(lines[-1]) == {"-"}):
+        lines.pop()
+    line = lines[-1] if lines else ""
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
