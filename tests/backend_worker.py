@@ -291,10 +291,9 @@ def main(argv):
         except Exception as error:  # the outcome is the result
             results = {"error": f"{type(error).__name__}: {error}"[:500]}
     elif mode == "policy":
-        model, losses, outputs = zoo.fit_under_policy(paths[0])
+        model, losses = zoo.fit_under_policy(paths[0])
         results = {
             "losses": losses,
-            "outputs": outputs,
             "dtypes": np.array(sorted({str(w.dtype) for w in model.weights})),
             "layer_dtypes": np.array(
                 sorted(
