@@ -73,47 +73,54 @@ def _fit(model, scheduler, epochs):
     ).history
 
 
-def test_observed_drop_fraction_follows_the_schedule_in_one_fit():
+@pytest.fixture(scope="module")
+def shared_model():
+    """One `_model()` for the tests that check rates and drop fractions, not
+    stream positions or traces: its train step is traced once (about 0.8
+    CPU s a trace on TensorFlow and JAX) and serves them all. Each test
+    starts it at its own rates (`_at`)."""
+    return _model()
+
+
+def _at(model, first=0.5, second=0.5):
+    """`model` with its two layers' rates set."""
+    model.get_layer("first").rate = first
+    model.get_layer("second").rate = second
+    return model
+
+
+def test_observed_drop_fraction_follows_the_schedule_in_one_fit(shared_model):
     rates = [0.5, 0.1, 0.0, 0.3]
-    history = _fit(_model(), DropoutScheduler(lambda epoch: rates[epoch]), 4)
+    model = _at(shared_model)
+    history = _fit(model, DropoutScheduler(lambda epoch: rates[epoch]), 4)
     assert history["dropout_rate"] == rates
     for rate, observed in zip(rates, history["_zero_fraction"], strict=True):
         expected = 1 - (1 - rate) ** 2  # both layers scheduled
         assert abs(observed - expected) < six_sigma(max(expected, 1e-3), 32 * UNITS)
 
 
-def test_only_the_given_layers_are_scheduled():
-    model = _model(first=0.5, second=0.2)
+def test_only_the_given_layers_are_scheduled(shared_model):
+    model = _at(shared_model, first=0.5, second=0.2)
     scheduler = DropoutScheduler(lambda epoch: 0.0, layers=[model.get_layer("first")])
     history = _fit(model, scheduler, 1)
     assert model.get_layer("second").rate == 0.2
     assert abs(history["_zero_fraction"][0] - 0.2) < six_sigma(0.2, 32 * UNITS)
 
 
-def test_schedule_of_epoch_and_rate_gets_the_rate_in_force():
+def test_schedule_of_epoch_and_rate_gets_the_rate_in_force(shared_model):
     seen = []
 
     def halve(epoch, rate):
         seen.append(rate)
         return rate / 2
 
-    _fit(_model(first=0.4, second=0.4), DropoutScheduler(halve), 3)
+    _fit(_at(shared_model, first=0.4, second=0.4), DropoutScheduler(halve), 3)
     assert seen == [0.4, 0.2, 0.1]
 
 
-@pytest.fixture(scope="module")
-def rates_model():
-    """One `_model()` for the invalid-rate cases: its train step is traced
-    once (about 0.8 CPU s a trace on TensorFlow and JAX) and serves them all;
-    each case starts it at rates 0.5 and 0.5."""
-    return _model()
-
-
 @pytest.mark.parametrize("bad", [1.0, -0.1, float("nan"), "0.1", None])
-def test_invalid_scheduled_rate_raises_naming_epoch_and_value(bad, rates_model):
-    model = rates_model
-    for name in ("first", "second"):
-        model.get_layer(name).rate = 0.5
+def test_invalid_scheduled_rate_raises_naming_epoch_and_value(bad, shared_model):
+    model = _at(shared_model)
     with pytest.raises(ValueError, match=r"at epoch 1: "):
         _fit(model, DropoutScheduler(lambda epoch: 0.2 if epoch == 0 else bad), 2)
     assert model.get_layer("first").rate == 0.2  # the old rate stays
@@ -276,14 +283,14 @@ def test_per_step_schedule_acts_at_the_next_batch_inside_one_fit(jit_compile):
         assert state[1] == 8, (name, state)
 
 
-def test_per_step_counts_steps_across_epochs_from_the_initial_epoch():
+def test_per_step_counts_steps_across_epochs_from_the_initial_epoch(shared_model):
     seen = []
 
     def schedule(step, rate):
         seen.append((step, rate))
         return 0.1 if step % 2 else 0.3
 
-    model = _model(first=0.5, second=0.5)
+    model = _at(shared_model)
     x, y = _inputs(24)
     history = model.fit(
         x,
@@ -301,11 +308,11 @@ def test_per_step_counts_steps_across_epochs_from_the_initial_epoch():
     assert history["dropout_rate"] == [0.1, 0.3]
 
 
-def test_per_step_counts_on_when_the_epoch_length_is_unknown():
+def test_per_step_counts_on_when_the_epoch_length_is_unknown(shared_model):
     # A dataset of unknown length (Keras passes `steps=None`): the steps of
     # the epochs seen so far are counted. The callback protocol, by hand.
     seen = []
-    model = _model()
+    model = _at(shared_model)
     scheduler = DropoutScheduler(lambda s: seen.append(s) or 0.1, per_step=True)
     scheduler.set_model(model)
     scheduler.set_params({"epochs": 2, "steps": None, "verbose": 0})
