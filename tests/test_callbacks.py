@@ -357,7 +357,10 @@ def test_scheduler_finds_layers_nested_in_models_and_wrappers():
         VariationalSimpleRNN(2, dropout=0.5, seed=3, name="rnn")
     )(x)
     model = keras.Model(inputs, x)
-    model.compile(optimizer="sgd", loss="mse")
+    # Where the layers are is all this checks: on TensorFlow the eager step
+    # is cheaper than a traced one (0.6 CPU s against 1.4); on JAX the
+    # compiled step is (3.9 against 5.5).
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=BACKEND == "tensorflow")
     model.fit(
         np.ones((4, 3, 4)),
         np.ones((4, 4)),
