@@ -42,8 +42,11 @@ ORDER=${ORDER:-"jax.b tensorflow.b jax.c torch.b tensorflow.a jax.a torch.a"}
 # compiled: served from the cache, the JAX matrix cost 89 CPU s against
 # 141 without; other files gained 7 to 10% (2026-12-06, on loaded cores,
 # each pair run back to back: 114.9 against 123.5, 75.5 against 81.8,
-# 85.1 against 94.3). JAX_CACHE_PARTS="" turns it off.
-JAX_CACHE_PARTS=${JAX_CACHE_PARTS-"jax jax.a jax.b jax.c"}
+# 85.1 against 94.3). The other backends' runs get it too, for the JAX
+# subprocesses they start (TensorFlow's partner backend, the checker's JAX
+# workers): what one JAX process has compiled, the next one loads.
+# JAX_CACHE_PARTS="" turns it off.
+JAX_CACHE_PARTS=${JAX_CACHE_PARTS-"jax jax.a jax.b jax.c tensorflow tensorflow.a tensorflow.b torch torch.a torch.b"}
 if [ "$JOBS" -gt 1 ]; then
   # One thread per process: two processes already fill two cores,
   # and torch's, TensorFlow's and XLA's own pools would oversubscribe them.
