@@ -59,6 +59,33 @@ def test_backend_kernel_gives_the_reference_bits():
         )
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's graphs only")
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_backend_kernel_gives_the_reference_bits_inside_a_graph(jit_compile):
+    # Inside `tf.function` (and XLA) the kernel is a call of a function
+    # traced once for any shape; the static shape is kept.
+    import tensorflow as tf
+
+    kernel = _kernels.position_bits()
+    shapes = [(1,), (7, 13), (64, 3, 5)]
+
+    @tf.function(jit_compile=jit_compile)
+    def draw(position):
+        out = []
+        for shape in shapes:
+            bits = kernel(shape, position)
+            assert tuple(bits.shape) == shape
+            out.append(bits)
+        return out
+
+    for seed in (99, -5, 2**31 - 1):
+        for shape, fast in zip(shapes, draw(position(seed, 3)), strict=True):
+            np.testing.assert_array_equal(
+                fast.numpy(),
+                ops.convert_to_numpy(_random.position_bits(shape, position(seed, 3))),
+            )
+
+
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_keep_fraction_within_six_sigma(rate):
     n = 2_000_000
