@@ -30,10 +30,11 @@ PART_A_FILES=${PART_A_FILES:-"tests/test_execution_matrix.py"}
 # part "c" in it, the other files (neither a nor c) in part "b".
 SPLIT_C=${SPLIT_C-"jax"}
 PART_C_FILES=${PART_C_FILES:-"tests/test_recurrent.py tests/test_models.py tests/test_keras_suite.py tests/test_structured.py tests/test_examples.py tests/test_reuse.py"}
-# The parts, longest first (on 2 quiet cores, 2026-12-06 18:53: tensorflow.b
-# 471 s, jax.b 363, jax.c 295, torch.b 254, tensorflow.a 200, jax.a 67,
-# torch.a 47; CONTRIBUTING.md): the pool starts them in this order, so that
-# the last to end are short ones.
+# The parts, longest first (on 2 quiet cores, 2026-12-06 21:31: tensorflow.b
+# 424 s, jax.b 361, torch.b 289, jax.c 278, tensorflow.a 161, jax.a 74,
+# torch.a 40; CONTRIBUTING.md; this order, from the 18:53 figures, ran):
+# the pool starts them in this order, so that the last to end are short
+# ones.
 ORDER=${ORDER:-"jax.b tensorflow.b jax.c torch.b tensorflow.a jax.a torch.a"}
 # The JAX runs share a compilation cache, fresh for this run of the script
 # and removed after it (unless JAX_COMPILATION_CACHE_DIR is set, as `make
