@@ -115,3 +115,44 @@ def test_bfloat16_values_and_gradients_are_recorded_in_their_compute_dtype(
         kernel = arrays[grads[0]["key"]]
         assert np.all(kernel.view("uint32") & 0xFFFF == 0)
     json.dumps(meta)
+
+
+class _NoTrainingArgument(keras.Model):
+    """A subclassed model whose `call` takes no `training`: its dropout
+    learns the mode from Keras' call context."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(8, kernel_initializer="ones")
+        self.drop = layers.InvertedDropout(0.5, seed=3)
+
+    def call(self, inputs):
+        return self.drop(self.dense(inputs))
+
+
+def test_a_subclassed_model_without_training_runs_in_the_mode_asked():
+    from keras_reg._kernels import _checker
+
+    model = _NoTrainingArgument()
+    x = np.ones((16, 4), "float32")
+    model(x)  # built
+    state = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    inference = keras.ops.convert_to_numpy(_checker.call(model, x, training=False))
+    np.testing.assert_array_equal(inference, np.full((16, 8), 4.0, "float32"))
+    # Training: the eager call's masks, from the same state, on every
+    # backend (JAX's jitted call included).
+    training = keras.ops.convert_to_numpy(_checker.call(model, x, training=True))
+    for variable, value in zip(model.non_trainable_variables, state, strict=True):
+        variable.assign(value)
+    expected = keras.ops.convert_to_numpy(model(x, training=True))
+    for variable, value in zip(model.non_trainable_variables, state, strict=True):
+        variable.assign(value)
+    np.testing.assert_array_equal(training, expected)
+    assert set(np.unique(training)) == {0.0, 8.0}
+    loss, grads = _checker.gradients(model, x, lambda y: keras.ops.sum(y))
+    # d(sum of kept units x 2)/d(kernel[i, j]) = 2 x (rows keeping unit j).
+    kept = (expected != 0).sum(axis=0)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(grads[0]), np.tile(2.0 * kept, (4, 1))
+    )
+    np.testing.assert_allclose(float(loss), expected.sum(), rtol=1e-6)

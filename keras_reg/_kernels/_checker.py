@@ -2,8 +2,9 @@
 
 The worker runs in a subprocess with one backend:
 - `call(model, inputs, training)`: one call of the model from its current
-  state. On JAX, one `jax.jit` of `stateless_call`: an eager JAX call traces
-  and compiles every recurrent layer's scan anew, 5 to 10 times slower here.
+  state. On JAX, one `jax.jit` of the call in a `keras.StatelessScope`: an
+  eager JAX call traces and compiles every recurrent layer's scan anew, 5
+  to 10 times slower here.
 - `gradients(model, inputs, loss_fn)` calls the model once with
   `training=True` from its current state, takes `loss_fn(outputs)` and
   returns `(loss, [gradient of every trainable variable])` as tensors in
@@ -41,6 +42,20 @@ def _torch(model, inputs, loss_fn):
     return loss.detach(), grads
 
 
+def _stateless(model, trainable, non_trainable, inputs, training):
+    """`model(inputs, training=training)` with the variables' values given,
+    writing none. Through `__call__`, as on the other backends: Keras'
+    `stateless_call` calls `model.call` directly, which fails for a
+    subclassed model whose `call` takes no `training` and, where it takes
+    none, leaves its layers in inference (no call context)."""
+    mapping = [
+        *zip(model.trainable_variables, trainable, strict=True),
+        *zip(model.non_trainable_variables, non_trainable, strict=True),
+    ]
+    with keras.StatelessScope(state_mapping=mapping):
+        return model(inputs, training=training)
+
+
 def _jax(model, inputs, loss_fn):
     import jax
 
@@ -48,8 +63,7 @@ def _jax(model, inputs, loss_fn):
     non_trainable = [v.value for v in model.non_trainable_variables]
 
     def compute(values, non_trainable, inputs):
-        outputs, _ = model.stateless_call(values, non_trainable, inputs, training=True)
-        return loss_fn(outputs)
+        return loss_fn(_stateless(model, values, non_trainable, inputs, True))
 
     return jax.jit(jax.value_and_grad(compute))(trainable, non_trainable, inputs)
 
@@ -61,9 +75,7 @@ def call(model, inputs, training):
     import jax
 
     def compute(trainable, non_trainable, inputs):
-        return model.stateless_call(
-            trainable, non_trainable, inputs, training=training
-        )[0]
+        return _stateless(model, trainable, non_trainable, inputs, training)
 
     return jax.jit(compute)(
         [v.value for v in model.trainable_variables],
