@@ -23,27 +23,17 @@ from keras_reg import _random
 from keras_reg._kernels import _keras_fused
 
 
-@tf.function(
-    jit_compile=True,
-    autograph=False,
-    input_signature=[
-        tf.TensorSpec(None, tf.int32),
-        tf.TensorSpec([2], tf.int32),
-    ],
-)
-def _hash(index, position):
+def _hash_bits(index, position):
     return _random.hash_index(index, *_random.keys(position))
 
 
-@tf.function(
-    autograph=False,
-    input_signature=[
-        tf.TensorSpec(None, tf.int32),
-        tf.TensorSpec([2], tf.int32),
-    ],
+# Traced once for any shape: the element index and the draw's position.
+_SIGNATURE = [tf.TensorSpec(None, tf.int32), tf.TensorSpec([2], tf.int32)]
+# Eager: XLA-compiled (per concrete shape). Inside a graph: a plain call.
+_hash = tf.function(
+    _hash_bits, input_signature=_SIGNATURE, autograph=False, jit_compile=True
 )
-def _hash_in_graph(index, position):
-    return _random.hash_index(index, *_random.keys(position))
+_hash_in_graph = tf.function(_hash_bits, input_signature=_SIGNATURE, autograph=False)
 
 
 def position_bits(shape, position):
