@@ -46,8 +46,9 @@ def _stateless(model, trainable, non_trainable, inputs, training):
     """`model(inputs, training=training)` with the variables' values given,
     writing none. Through `__call__`, as on the other backends: Keras'
     `stateless_call` calls `model.call` directly, which fails for a
-    subclassed model whose `call` takes no `training` and, where it takes
-    none, leaves its layers in inference (no call context)."""
+    subclassed model whose `call` takes no `training`, and leaves the
+    layers of one whose `call` swallows it (`**kwargs`) in inference (no
+    call context tells them the mode)."""
     mapping = [
         *zip(model.trainable_variables, trainable, strict=True),
         *zip(model.non_trainable_variables, non_trainable, strict=True),
