@@ -1,4 +1,3 @@
-import gc
 import importlib.util
 import os
 from types import SimpleNamespace
@@ -15,26 +14,6 @@ from tests.helpers import run_worker  # noqa: E402
 # directions; over the three runs of `make test` every ordered pair of
 # backends is covered, with one subprocess per run.
 PARTNERS = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}
-
-
-def pytest_configure(config):
-    # Python's cyclic garbage collector, tuned for a suite that builds
-    # thousands of models: young collections every 50,000 allocations, not
-    # 700, and the old generation rarely. With the defaults it ran about
-    # 2,500 to 3,000 times in a few test files and took 4 to 5% of their
-    # CPU time (JAX: 3.7 of 79 s, TensorFlow: 4.7 of 81 s), against 1.1
-    # and 1.9 s (the files' totals moved less than this machine's drift:
-    # 44.3 against 44.1 CPU s, back to back). Memory stays bounded: the
-    # collections still run.
-    gc.set_threshold(50_000, 20, 20)
-
-
-def pytest_collection_finish(session):
-    # Keras, the backend and the collected tests live as long as the run:
-    # moved out of the collector's reach, the old generation's collections
-    # no longer walk them.
-    gc.collect()
-    gc.freeze()
 
 
 @pytest.fixture(autouse=True)

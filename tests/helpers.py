@@ -154,3 +154,12 @@ def _model(layer_cls, init_kwargs, input_shape, input_dtype):
     x = keras.layers.Flatten()(x)
     outputs = keras.layers.Dense(1, dtype="float32")(x)
     return keras.Model(inputs, outputs)
+
+
+def quickest_backend():
+    """The backend a subprocess whose backend does not matter runs on: JAX,
+    the quickest to import, where it is installed (`make test-oldest`
+    installs torch alone), else the suite's own."""
+    import importlib.util
+
+    return "jax" if importlib.util.find_spec("jax") else keras.backend.backend()

@@ -148,11 +148,17 @@ def test_a_subclassed_model_without_training_runs_in_the_mode_asked():
     for variable, value in zip(model.non_trainable_variables, state, strict=True):
         variable.assign(value)
     np.testing.assert_array_equal(training, expected)
-    assert set(np.unique(training)) == {0.0, 8.0}
+    if tuple(int(part) for part in keras.__version__.split(".")[:2]) > (3, 7):
+        # Keras 3.7's own eager call leaves the layers of a `call` without
+        # `training` in inference (4.0 everywhere); the checker follows
+        # Keras in either case (the equality above).
+        assert set(np.unique(training)) == {0.0, 8.0}
     loss, grads = _checker.gradients(model, x, lambda y: keras.ops.sum(y))
-    # d(sum of kept units x 2)/d(kernel[i, j]) = 2 x (rows keeping unit j).
-    kept = (expected != 0).sum(axis=0)
+    # y[r, j] = factor[r, j] * 4 (inputs and kernel of ones): the gradient
+    # of sum(y) for kernel[i, j] is the sum over the rows of factor[:, j]
+    # (0 or 2 where a training call drops, 1 in inference).
+    factor = expected / 4.0
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(grads[0]), np.tile(2.0 * kept, (4, 1))
+        keras.ops.convert_to_numpy(grads[0]), np.tile(factor.sum(axis=0), (4, 1))
     )
     np.testing.assert_allclose(float(loss), expected.sum(), rtol=1e-6)

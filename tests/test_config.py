@@ -7,6 +7,7 @@ import keras
 import pytest
 
 import keras_reg
+from tests.helpers import quickest_backend
 
 # Reading KERAS_REG_RNG does not depend on the backend, and each test's
 # subprocess import costs about 10 s in the suite: they run once, and the
@@ -62,7 +63,9 @@ def imports():
     """`{KERAS_REG_RNG value: what importing keras_reg under it gave}`."""
     done = subprocess.run(
         [sys.executable, "-c", _IMPORTS, "native", "fast"],
-        env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3"),
+        env=dict(
+            os.environ, KERAS_BACKEND=quickest_backend(), TF_CPP_MIN_LOG_LEVEL="3"
+        ),
         capture_output=True,
         text=True,
         timeout=300,

@@ -28,6 +28,7 @@ from keras_reg import layers
 from keras_reg.testing import BackendReport, assert_same_on_backends, compare_backends
 from keras_reg.testing.__main__ import main
 from tests.checker_layers import OffOnJax, Subclassed, TimesOnTorch
+from tests.helpers import quickest_backend
 
 IMPORTS = ["tests.checker_layers"]
 ALL = ("tensorflow", "torch", "jax")
@@ -472,7 +473,9 @@ def _command(command):
     quickest backend to import; neither check needs a particular one)."""
     return subprocess.run(
         command,
-        env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3"),
+        env=dict(
+            os.environ, KERAS_BACKEND=quickest_backend(), TF_CPP_MIN_LOG_LEVEL="3"
+        ),
         capture_output=True,
         text=True,
         timeout=120,
