@@ -41,6 +41,7 @@ import pytest
 from keras_reg import layers
 from tests import zoo
 from tests.helpers import to_numpy
+from tests.numpy_init import numpy_initializers
 
 BACKEND = keras.backend.backend()
 BATCH, STEPS, FEATURES, UNITS = 4, 3, 2, 3
@@ -268,14 +269,20 @@ RELOADED_COMPILE = {
 
 
 def _model(names):
-    """The layers side by side, flattened and concatenated, into one Dense."""
+    """The layers side by side, flattened and concatenated, into one Dense.
+
+    Random initial weights drawn in NumPy (`tests.numpy_init`): on JAX each
+    of Keras' random initializers compiles a draw at every new weight shape
+    (glorot_uniform, orthogonal's normal and QR, uniform), and no check
+    here reads Keras' draws; the layers and their configs are their own."""
     inputs, outputs = [], []
-    for name in names:
-        x, y = CASES[name]()
-        inputs.append(x)
-        outputs.append(keras.layers.Flatten()(y))
-    x = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
-    outputs = keras.layers.Dense(1, dtype="float32")(x)
+    with numpy_initializers():
+        for name in names:
+            x, y = CASES[name]()
+            inputs.append(x)
+            outputs.append(keras.layers.Flatten()(y))
+        x = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
+        outputs = keras.layers.Dense(1, dtype="float32")(x)
     return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs)
 
 
@@ -397,12 +404,14 @@ def _compiled_params():
 
 
 def _per_layer_model(names):
-    """The layers side by side, one model output per layer."""
+    """The layers side by side, one model output per layer (initial
+    weights from NumPy, as in `_model`)."""
     inputs, outputs = [], []
-    for name in names:
-        x, y = CASES[name]()
-        inputs.append(x)
-        outputs.append(y)
+    with numpy_initializers():
+        for name in names:
+            x, y = CASES[name]()
+            inputs.append(x)
+            outputs.append(y)
     return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs)
 
 
