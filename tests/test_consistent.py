@@ -22,12 +22,22 @@ import pytest
 from keras_reg import layers
 from keras_reg.inference import _stackable, mc_predict
 from keras_reg.layers import _samples
+from tests.numpy_init import numpy_initializers
 
 B, T, F, U = 5, 4, 8, 24
 SAMPLES = 24
 # The distribution check: samples per estimate (fewer where the model runs
 # one `predict` per sample).
 MANY, MANY_UNSTACKED = 1024, 64
+
+
+@pytest.fixture(autouse=True)
+def _numpy_weights():
+    """Random initial weights drawn in NumPy (`tests.numpy_init`): on JAX
+    each of Keras' random initializers compiles a draw per weight shape.
+    Per test: the session cleared after each test ends the scope."""
+    with numpy_initializers():
+        yield
 
 
 def _data(seed, shape):

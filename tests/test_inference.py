@@ -22,6 +22,16 @@ from keras_reg.layers import (
     VariationalLSTM,
 )
 from tests.helpers import to_numpy
+from tests.numpy_init import numpy_initializers
+
+
+@pytest.fixture(autouse=True)
+def _numpy_weights():
+    """Random initial weights drawn in NumPy (`tests.numpy_init`): on JAX
+    each of Keras' random initializers compiles a draw per weight shape.
+    Per test: the session cleared after each test ends the scope."""
+    with numpy_initializers():
+        yield
 
 
 def _data(seed, shape, scale=1.0, shift=0.0):
@@ -32,20 +42,26 @@ def _data(seed, shape, scale=1.0, shift=0.0):
 
 @functools.cache
 def _bn_model(rate=0.3):
-    """Built and trained once for the module (a fit compiles a train step:
-    seconds on TensorFlow and JAX). The tests that use it seed their
-    samples or only compare calls with each other, so what another test
-    drew or trained before does not matter."""
+    """Built once for the module. Its BatchNormalization's moving
+    statistics are those of the first 16 rows' features, set in NumPy:
+    away from the initial 0 and 1 and from the 64 rows' batch statistics,
+    as a fit would leave them, without a fit (which compiles a train step:
+    seconds on TensorFlow and JAX, and no test here trains). The tests
+    that use it seed their samples or only compare calls with each other,
+    so what another test drew before does not matter."""
     inputs = keras.Input((8,))
-    x = keras.layers.Dense(32)(inputs)
-    x = keras.layers.BatchNormalization()(x)
+    dense = keras.layers.Dense(32)
+    x = dense(inputs)
+    bn = keras.layers.BatchNormalization()
+    x = bn(x)
     x = keras.layers.ReLU()(x)
     x = InvertedDropout(rate, seed=1)(x)
     x = keras.layers.Dropout(rate, seed=2)(x)
     model = keras.Model(inputs, keras.layers.Dense(3)(x))
     x = _data(0, (64, 8), scale=2, shift=1)
-    model.compile(optimizer="sgd", loss="mse")
-    model.fit(x, _data(1, (64, 3)), batch_size=16, epochs=1, verbose=0)
+    features = x[:16] @ to_numpy(dense.kernel) + to_numpy(dense.bias)
+    bn.moving_mean.assign(features.mean(0))
+    bn.moving_variance.assign(features.var(0))
     return model, x
 
 

@@ -7,6 +7,16 @@ import pytest
 
 from keras_reg.metrics import ExpectedCalibrationError
 from tests.helpers import to_numpy
+from tests.numpy_init import numpy_initializers
+
+
+@pytest.fixture(autouse=True)
+def _numpy_weights():
+    """Random initial weights drawn in NumPy (`tests.numpy_init`): on JAX
+    each of Keras' random initializers compiles a draw per weight shape.
+    Per test: the session cleared after each test ends the scope."""
+    with numpy_initializers():
+        yield
 
 
 def _reference(labels, probs, num_bins, weights=None):
@@ -55,10 +65,14 @@ def test_matches_the_reference(num_bins):
 
 
 def test_streams_over_batches_and_resets():
-    labels, probs = _data(1, n=257)
+    # Two batches of 300 rows (with 15 bins: the shapes the reference test
+    # above runs, so that on JAX its eager ops compile nothing new): the
+    # sums run over both batches (a metric that kept only the last batch's
+    # or averaged the batches' errors is off by far more than rtol).
+    labels, probs = _data(1, n=600)
     metric = ExpectedCalibrationError()
-    for start in range(0, 257, 40):
-        metric.update_state(labels[start : start + 40], probs[start : start + 40])
+    for start in range(0, 600, 300):
+        metric.update_state(labels[start : start + 300], probs[start : start + 300])
     np.testing.assert_allclose(
         float(metric.result()), _reference(labels, probs, 15), rtol=1e-5
     )
