@@ -29,6 +29,7 @@ from keras_reg.layers import (
 )
 from keras_reg.testing._portable import non_portable
 from tests.helpers import six_sigma, to_numpy
+from tests.numpy_init import numpy_initializers
 
 # name: (constructor, input size, residual Adds, what the branch's last
 # layer is called, what DropBlock's two smallest resolutions hold).
@@ -42,6 +43,17 @@ LINE = re.compile(
     r"inserted (\S+) \(DropPath, rate=(\S+)\) on the branch (\S+) of (\S+) "
     r"\(shortcut: (\S+)\)"
 )
+
+
+@pytest.fixture(autouse=True)
+def _numpy_initial_weights():
+    """The hand-built models draw their random initial weights in NumPy
+    (`tests.numpy_init`): on JAX each of Keras' random initializers compiles
+    a draw at every new weight shape (14 uniform, 4 normal and 4 QR draws
+    here, about 10 CPU s), and no test reads Keras' draws. (The
+    applications are built with `NumpyKernels`, below.)"""
+    with numpy_initializers():
+        yield
 
 
 def _quiet(function, *args, **kwargs):
