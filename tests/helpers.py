@@ -2,9 +2,12 @@
 
 `run_layer_test` checks what every keras_reg layer owes a Keras user: a
 complete config that rebuilds the layer, serialization by registered name,
-symbolic and eager calls of the right shape and dtype, a `fit`, a `.keras`
-round trip with `safe_mode=True` that keeps the random stream, and mixed
-precision (a float16 `fit`, float16 and bfloat16 training calls).
+symbolic and eager calls of the right shape and dtype (float32 inference
+and training calls), and mixed precision: a bfloat16 training call, a
+compiled mixed_float16 `fit`, a `.keras` round trip of that model with
+`safe_mode=True` that keeps its weights, policy and random stream, and its
+float16 training call. (The float32 `fit` and round trip of every layer in
+every execution mode are tests/test_execution_matrix.py's.)
 """
 
 import json
@@ -17,6 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
+# The layer-test model's head: constant, not random (see `_model`).
+HEAD_INIT = keras.initializers.Constant(0.1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -78,61 +83,62 @@ def run_layer_test(
     outputs = layer_cls(**init_kwargs)(inputs)
     assert tuple(outputs.shape)[1:] == tuple(expected_output_shape)[1:]
 
-    # One fit, inside a functional model. On TensorFlow it runs eagerly:
-    # tracing the train step costs 2 to 5 CPU s per recurrent layer there,
-    # and the execution matrix fits every layer in every compiled mode
-    # (`tf.function`, XLA); the mixed-precision fit below is traced.
-    # The eager calls are the model's layer's own, one in inference before
-    # the fit and one in training after it, the latter compared with the
-    # loaded copy's: on JAX each eager call of a recurrent layer compiles
-    # its scan again (1 to 1.5 CPU s), and a fresh layer in the same
-    # checks would cost one more. (The fresh layers built by an eager call
-    # are the mixed-precision ones below.)
+    # Eager calls in float32, in inference and in training, of a layer built
+    # by a functional model. (Each eager call of a recurrent layer compiles
+    # its scan on JAX, 0.2 to 0.5 CPU s; so does each fresh layer's draw
+    # of random initial weights at a new shape.)
     model = _model(layer_cls, init_kwargs, input_shape, input_dtype)
-    layer = model.layers[1]
-    _check_eager_call(layer, input_data, False, expected_output_shape)
-    model.compile(
-        optimizer="sgd",
-        loss="mse",
-        run_eagerly=keras.backend.backend() == "tensorflow",
-    )
-    target = rng.normal(size=(input_shape[0], 1)).astype("float32")
-    history = model.fit(input_data, target, batch_size=2, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-
-    # A .keras round trip that keeps the weights and the random stream.
-    if tmp_path is not None:
-        path = os.path.join(tmp_path, f"{layer_cls.__name__}.keras")
-        model.save(path)
-        loaded = keras.saving.load_model(path, safe_mode=True)
-        assert _json(loaded.get_config()) == _json(model.get_config())
-        for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
-            np.testing.assert_array_equal(a, b)
-    first = _check_eager_call(layer, input_data, True, expected_output_shape)
-    if tmp_path is not None:
-        # The layer is the model's only random part; the rest's weights
-        # are equal above.
-        again = to_numpy(loaded.layers[1](input_data, training=True))
-        np.testing.assert_array_equal(first, again)
+    _check_eager_call(model.layers[1], input_data, False, expected_output_shape)
+    _check_eager_call(model.layers[1], input_data, True, expected_output_shape)
 
     # Mixed precision: computes in float16 / bfloat16, keeps float32
     # variables (the zoo model of test_portability trains in bfloat16).
+    # One fit, in mixed_float16, compiled (traced on TensorFlow, jitted on
+    # JAX), and a .keras round trip of that model that keeps the weights,
+    # the dtype policy and the random stream. The float32 fit and round
+    # trip of every layer, in every execution mode of every backend, are
+    # tests/test_execution_matrix.py's (a fit, weights that move, a .keras
+    # round trip that predicts as the original); a second compiled fit
+    # here would cost a train-step compile per layer (2 CPU s on JAX).
     try:
-        for policy in ("mixed_bfloat16", "mixed_float16"):
-            keras.config.set_dtype_policy(policy)
-            layer = layer_cls(**init_kwargs)
-            y = layer(input_data, training=True)
-            assert keras.backend.standardize_dtype(y.dtype) == policy[6:]
-            assert np.all(np.isfinite(to_numpy(y)))
-            assert {
-                keras.backend.standardize_dtype(w.dtype) for w in layer.weights
-            } <= {"float32"}
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        layer = layer_cls(**init_kwargs)
+        _check_mixed_call(layer, input_data, "bfloat16", expected_output_shape)
+        keras.config.set_dtype_policy("mixed_float16")
         model = _model(layer_cls, init_kwargs, input_shape, input_dtype)
         model.compile(optimizer="sgd", loss="mse")
+        target = rng.normal(size=(input_shape[0], 1)).astype("float32")
         history = model.fit(input_data, target, batch_size=2, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
+        layer = model.layers[1]
+        if tmp_path is not None:
+            path = os.path.join(tmp_path, f"{layer_cls.__name__}.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path, safe_mode=True)
+            assert _json(loaded.get_config()) == _json(model.get_config())
+            weights = zip(model.get_weights(), loaded.get_weights(), strict=True)
+            for a, b in weights:
+                np.testing.assert_array_equal(a, b)
+        first = _check_mixed_call(layer, input_data, "float16", expected_output_shape)
+        if tmp_path is not None:
+            # The layer is the model's only random part; the rest's weights
+            # are equal above.
+            again = to_numpy(loaded.layers[1](input_data, training=True))
+            np.testing.assert_array_equal(first, again)
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def _check_mixed_call(layer, input_data, dtype, expected_output_shape):
+    y = layer(input_data, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == dtype
+    assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} <= {
+        "float32"
+    }
+    assert tuple(y.shape) == tuple(expected_output_shape)
+    y = to_numpy(y)
+    assert np.all(np.isfinite(y))
+    return y
 
 
 def _check_eager_call(layer, input_data, training, expected_output_shape):
@@ -152,7 +158,10 @@ def _model(layer_cls, init_kwargs, input_shape, input_dtype):
     inputs = keras.Input(input_shape[1:], dtype=input_dtype)
     x = layer_cls(**init_kwargs)(inputs)
     x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(1, dtype="float32")(x)
+    # A constant head: on JAX a random initializer compiles a draw at each
+    # new kernel shape (0.4 CPU s), and the head's values prove nothing.
+    head = keras.layers.Dense(1, kernel_initializer=HEAD_INIT, dtype="float32")
+    outputs = head(x)
     return keras.Model(inputs, outputs)
 
 

@@ -439,32 +439,61 @@ LAYER_NORM = {
 }
 
 
+@pytest.fixture(scope="module")
+def layer_norm_runs():
+    """The three LayerNorm layers side by side in one model (one compiled
+    train step per path, not one per kind: 2 CPU s each on JAX), through
+    the backend's kernel and through the portable code: per kind, the
+    outputs in inference and training and the weights after one SGD step.
+    Each layer's loss term depends on its own weights alone, so its step is
+    the one a model of that layer alone takes."""
+
+    def run():
+        inputs = keras.Input((STEPS, FEATURES))
+        masked = keras.layers.Masking()(inputs)
+        kinds = sorted(LAYER_NORM)
+        # Weights set from NumPy below: no random initial draws (on JAX,
+        # a compile per weight shape).
+        stack = [
+            LAYER_NORM[kind](
+                UNITS,
+                return_sequences=True,
+                recurrent_dropout=0.3,
+                seed=4,
+                kernel_initializer="zeros",
+                recurrent_initializer="zeros",
+            )
+            for kind in kinds
+        ]
+        model = keras.Model(inputs, [layer(masked) for layer in stack])
+        for layer in stack:
+            rng = np.random.default_rng(3)
+            layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+        model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+        x, _, target = _data()
+        outputs = [[to_numpy(y) for y in model(x, training=t)] for t in (False, True)]
+        model.train_on_batch(x, [target] * len(kinds))
+        return {
+            kind: ([outputs[0][i], outputs[1][i]], stack[i].get_weights())
+            for i, kind in enumerate(kinds)
+        }
+
+    fast = run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_kernels, "layer_norm", lambda: None)
+        return fast, run()
+
+
 @pytest.mark.skipif(
     _kernels.layer_norm() is None,
     reason=f"the {BACKEND} backend normalizes with the portable keras.ops code",
 )
 @pytest.mark.parametrize("kind", sorted(LAYER_NORM))
-def test_layer_norm_kernel_equals_the_portable_one(kind, monkeypatch):
+def test_layer_norm_kernel_equals_the_portable_one(kind, layer_norm_runs):
     # The LayerNorm layers (TFA's equations) through the backend's kernel
     # and through the portable code: outputs and one SGD step agree.
-    def run():
-        layer = LAYER_NORM[kind](
-            UNITS, return_sequences=True, recurrent_dropout=0.3, seed=4
-        )
-        inputs = keras.Input((STEPS, FEATURES))
-        model = keras.Model(inputs, layer(keras.layers.Masking()(inputs)))
-        rng = np.random.default_rng(3)
-        weights = [rng.normal(size=w.shape) for w in model.get_weights()]
-        model.set_weights(weights)
-        model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
-        x, _, target = _data()
-        outputs = [to_numpy(model(x, training=t)) for t in (False, True)]
-        model.train_on_batch(x, target)
-        return outputs, model.get_weights()
-
-    fast = run()
-    monkeypatch.setattr(_kernels, "layer_norm", lambda: None)
-    _compare(fast, run(), atol=ATOL)
+    fast, portable = layer_norm_runs
+    _compare(fast[kind], portable[kind], atol=ATOL)
 
 
 def test_layer_norm_wrapper_normalizes_like_the_cells():
