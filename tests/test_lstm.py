@@ -9,14 +9,30 @@ from keras_reg.layers import VariationalLSTM, VariationalLSTMCell
 from tests.helpers import to_numpy
 
 BACKEND = keras.backend.backend()
+# Layers start from zeros and get their weights from NumPy (`_numpy_weights`):
+# on JAX each random initializer compiles a draw at each new weight shape
+# (0.4 CPU s), and no test here needs Keras' own initial values.
+ZEROS = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"}
+
+
+def _numpy_weights(model, seed, scale=0.5):
+    """Sets every weight of `model` (a layer or a model) to NumPy normal
+    draws of standard deviation `scale`."""
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.normal(scale=scale, size=w.shape).astype("float32") for w in model.weights]
+    )
 
 
 def test_output_dropout_changes_outputs_never_the_carried_state():
     x = np.random.default_rng(0).normal(size=(4, 7, 5)).astype("float32")
-    ref = VariationalLSTM(64, return_state=True)
-    dropped = VariationalLSTM(64, return_state=True, output_dropout=0.5, seed=6)
+    ref = VariationalLSTM(64, return_state=True, **ZEROS)
+    dropped = VariationalLSTM(
+        64, return_state=True, output_dropout=0.5, seed=6, **ZEROS
+    )
     ref.build(x.shape)
     dropped.build(x.shape)
+    _numpy_weights(ref, 10, scale=0.2)
     dropped.set_weights(ref.get_weights())
     output, h, c = (to_numpy(v) for v in dropped(x, training=True))
     _, h_ref, c_ref = (to_numpy(v) for v in ref(x))
@@ -39,8 +55,12 @@ def _numpy_lstm_step(x, h, c, kernel, recurrent, bias):
 
 def test_zoneout_at_inference_is_the_expectation():
     z = 0.3
-    layer = VariationalLSTM(5, zoneout=z, return_sequences=True, return_state=True)
+    layer = VariationalLSTM(
+        5, zoneout=z, return_sequences=True, return_state=True, **ZEROS
+    )
     x = np.random.default_rng(1).normal(size=(3, 6, 4)).astype("float32")
+    layer.build(x.shape)
+    _numpy_weights(layer, 11)
     outputs, _, c_last = layer(x)
     kernel, recurrent, bias = layer.get_weights()
     h = np.zeros((3, 5))
@@ -58,8 +78,10 @@ def test_zoneout_in_training_keeps_the_old_state_or_takes_the_new_one():
     # Each unit of h and of c is either its old value or the NumPy step's
     # new one (the fraction kept is measured in test_recurrent.py).
     rng = np.random.default_rng(2)
-    layer = VariationalLSTM(50, zoneout=0.4, return_state=True, seed=8)
+    layer = VariationalLSTM(50, zoneout=0.4, return_state=True, seed=8, **ZEROS)
     x = rng.normal(size=(200, 1, 3)).astype("float32")
+    layer.build(x.shape)
+    _numpy_weights(layer, 12)
     h0 = rng.normal(size=(200, 50)).astype("float32")
     c0 = rng.normal(size=(200, 50)).astype("float32")
     _, h1, c1 = layer(x, initial_state=[h0, c0], training=True)
@@ -77,12 +99,17 @@ def test_zoneout_in_training_keeps_the_old_state_or_takes_the_new_one():
 
 def test_bidirectional_stateful_and_embedding_masks_train():
     inputs = keras.Input((6,), dtype="int32", batch_size=4)
-    x = keras.layers.Embedding(20, 8, mask_zero=True)(inputs)
+    x = keras.layers.Embedding(20, 8, mask_zero=True, embeddings_initializer="zeros")(
+        inputs
+    )
     x = keras.layers.Bidirectional(
-        VariationalLSTM(5, dropout=0.2, recurrent_dropout=0.2, return_sequences=True)
+        VariationalLSTM(
+            5, dropout=0.2, recurrent_dropout=0.2, return_sequences=True, **ZEROS
+        )
     )(x)
-    x = VariationalLSTM(5, stateful=True, zoneout=0.1)(x)
-    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    x = VariationalLSTM(5, stateful=True, zoneout=0.1, **ZEROS)(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, kernel_initializer="zeros")(x))
+    _numpy_weights(model, 13)
     model.compile(optimizer="adam", loss="mse")
     ids = np.random.default_rng(3).integers(0, 20, size=(8, 6))
     ids[:, 4:] = 0
@@ -112,10 +139,17 @@ def test_time_distributed_head_trains_under_jit_compile():
     jit = BACKEND != "torch"
     inputs = keras.Input((6, 3))
     x = VariationalLSTM(
-        5, dropout=0.3, recurrent_dropout=0.3, zoneout=0.1, return_sequences=True
+        5,
+        dropout=0.3,
+        recurrent_dropout=0.3,
+        zoneout=0.1,
+        return_sequences=True,
+        **ZEROS,
     )(inputs)
-    outputs = keras.layers.TimeDistributed(keras.layers.Dense(2))(x)
+    head = keras.layers.Dense(2, kernel_initializer="zeros")
+    outputs = keras.layers.TimeDistributed(head)(x)
     model = keras.Model(inputs, outputs)
+    _numpy_weights(model, 14)
     model.compile(optimizer="adam", loss="mse", jit_compile=jit)
     rng = np.random.default_rng(4)
     x = rng.normal(size=(16, 6, 3)).astype("float32")
