@@ -3,11 +3,11 @@
 `run_layer_test` checks what every keras_reg layer owes a Keras user: a
 complete config that rebuilds the layer, serialization by registered name,
 symbolic and eager calls of the right shape and dtype (float32 inference
-and training calls), and mixed precision: a bfloat16 training call, a
-compiled mixed_float16 `fit`, a `.keras` round trip of that model with
-`safe_mode=True` that keeps its weights, policy and random stream, and its
-float16 training call. (The float32 `fit` and round trip of every layer in
-every execution mode are tests/test_execution_matrix.py's.)
+and training calls), a `.keras` round trip with `safe_mode=True` that
+keeps the weights and the random stream, and mixed precision: a bfloat16
+training call, a compiled mixed_float16 `fit` and a float16 training
+call. (The float32 `fit` of every layer in every execution mode is
+tests/test_execution_matrix.py's.)
 """
 
 import json
@@ -84,22 +84,40 @@ def run_layer_test(
     assert tuple(outputs.shape)[1:] == tuple(expected_output_shape)[1:]
 
     # Eager calls in float32, in inference and in training, of a layer built
-    # by a functional model. (Each eager call of a recurrent layer compiles
-    # its scan on JAX, 0.2 to 0.5 CPU s; so does each fresh layer's draw
-    # of random initial weights at a new shape.)
+    # by a functional model, and a .keras round trip of that model that
+    # keeps the weights and the random stream: the training call moves the
+    # stream before the save, and the original's next training call must
+    # equal the loaded copy's (a copy that restarted its stream from the
+    # seed would not). (Each eager call of a recurrent layer compiles its
+    # scan on JAX, 0.2 to 0.5 CPU s; so does each fresh layer's draw of
+    # random initial weights at a new shape.) The round trip is of the
+    # float32 model: Keras 3.7 renames the Cast layers it inserts in a
+    # mixed-precision model when it loads one.
     model = _model(layer_cls, init_kwargs, input_shape, input_dtype)
-    _check_eager_call(model.layers[1], input_data, False, expected_output_shape)
-    _check_eager_call(model.layers[1], input_data, True, expected_output_shape)
+    layer = model.layers[1]
+    _check_eager_call(layer, input_data, False, expected_output_shape)
+    _check_eager_call(layer, input_data, True, expected_output_shape)
+    if tmp_path is not None:
+        path = os.path.join(tmp_path, f"{layer_cls.__name__}.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        assert _json(loaded.get_config()) == _json(model.get_config())
+        for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        # The layer is the model's only random part; the rest's weights
+        # are equal above.
+        first = _check_eager_call(layer, input_data, True, expected_output_shape)
+        again = to_numpy(loaded.layers[1](input_data, training=True))
+        np.testing.assert_array_equal(first, again)
 
     # Mixed precision: computes in float16 / bfloat16, keeps float32
     # variables (the zoo model of test_portability trains in bfloat16).
     # One fit, in mixed_float16, compiled (traced on TensorFlow, jitted on
-    # JAX), and a .keras round trip of that model that keeps the weights,
-    # the dtype policy and the random stream. The float32 fit and round
-    # trip of every layer, in every execution mode of every backend, are
-    # tests/test_execution_matrix.py's (a fit, weights that move, a .keras
-    # round trip that predicts as the original); a second compiled fit
-    # here would cost a train-step compile per layer (2 CPU s on JAX).
+    # JAX). The float32 fit of every layer, in every execution mode of
+    # every backend, is tests/test_execution_matrix.py's (a fit, weights
+    # that move, a .keras round trip that predicts as the original); a
+    # second compiled fit here would cost a train-step compile per layer
+    # (2 CPU s on JAX).
     try:
         keras.config.set_dtype_policy("mixed_bfloat16")
         layer = layer_cls(**init_kwargs)
@@ -110,21 +128,7 @@ def run_layer_test(
         target = rng.normal(size=(input_shape[0], 1)).astype("float32")
         history = model.fit(input_data, target, batch_size=2, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
-        layer = model.layers[1]
-        if tmp_path is not None:
-            path = os.path.join(tmp_path, f"{layer_cls.__name__}.keras")
-            model.save(path)
-            loaded = keras.saving.load_model(path, safe_mode=True)
-            assert _json(loaded.get_config()) == _json(model.get_config())
-            weights = zip(model.get_weights(), loaded.get_weights(), strict=True)
-            for a, b in weights:
-                np.testing.assert_array_equal(a, b)
-        first = _check_mixed_call(layer, input_data, "float16", expected_output_shape)
-        if tmp_path is not None:
-            # The layer is the model's only random part; the rest's weights
-            # are equal above.
-            again = to_numpy(loaded.layers[1](input_data, training=True))
-            np.testing.assert_array_equal(first, again)
+        _check_mixed_call(model.layers[1], input_data, "float16", expected_output_shape)
     finally:
         keras.config.set_dtype_policy("float32")
 
