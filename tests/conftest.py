@@ -28,6 +28,19 @@ def _clean_global_state():
 
 
 @pytest.fixture
+def numpy_weights():
+    """The test's layers draw their random initial weights in NumPy
+    (`tests.numpy_init`): on JAX each of Keras' random initializers
+    compiles a draw per weight shape. Per test: the session cleared after
+    each test ends the scope. A module takes it with
+    `pytestmark = pytest.mark.usefixtures("numpy_weights")`."""
+    from tests.numpy_init import numpy_initializers
+
+    with numpy_initializers():
+        yield
+
+
+@pytest.fixture
 def native_rng():
     keras_reg.config.set_rng("native")
     yield

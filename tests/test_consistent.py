@@ -22,7 +22,6 @@ import pytest
 from keras_reg import layers
 from keras_reg.inference import _stackable, mc_predict
 from keras_reg.layers import _samples
-from tests.numpy_init import numpy_initializers
 
 B, T, F, U = 5, 4, 8, 24
 SAMPLES = 24
@@ -31,13 +30,8 @@ SAMPLES = 24
 MANY, MANY_UNSTACKED = 1024, 64
 
 
-@pytest.fixture(autouse=True)
-def _numpy_weights():
-    """Random initial weights drawn in NumPy (`tests.numpy_init`): on JAX
-    each of Keras' random initializers compiles a draw per weight shape.
-    Per test: the session cleared after each test ends the scope."""
-    with numpy_initializers():
-        yield
+# Random initial weights drawn in NumPy (conftest's `numpy_weights`).
+pytestmark = pytest.mark.usefixtures("numpy_weights")
 
 
 def _data(seed, shape):

@@ -22,16 +22,9 @@ from keras_reg.layers import (
     VariationalLSTM,
 )
 from tests.helpers import to_numpy
-from tests.numpy_init import numpy_initializers
 
-
-@pytest.fixture(autouse=True)
-def _numpy_weights():
-    """Random initial weights drawn in NumPy (`tests.numpy_init`): on JAX
-    each of Keras' random initializers compiles a draw per weight shape.
-    Per test: the session cleared after each test ends the scope."""
-    with numpy_initializers():
-        yield
+# Random initial weights drawn in NumPy (conftest's `numpy_weights`).
+pytestmark = pytest.mark.usefixtures("numpy_weights")
 
 
 def _data(seed, shape, scale=1.0, shift=0.0):

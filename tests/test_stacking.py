@@ -37,7 +37,6 @@ import pytest
 
 from keras_reg import layers
 from keras_reg.inference import _stackable, mc_predict
-from tests.numpy_init import numpy_initializers
 
 # Batch rows, time steps, features, units of the small models (24 units:
 # a batch-shared recurrent mask alone has 2**24 outcomes, so 32 separate
@@ -80,13 +79,8 @@ RNN_OPTIONS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _numpy_weights():
-    """Random initial weights drawn in NumPy (`tests.numpy_init`): on JAX
-    each of Keras' random initializers compiles a draw per weight shape.
-    Per test: the session cleared after each test ends the scope."""
-    with numpy_initializers():
-        yield
+# Random initial weights drawn in NumPy (conftest's `numpy_weights`).
+pytestmark = pytest.mark.usefixtures("numpy_weights")
 
 
 def _data(seed, shape):
