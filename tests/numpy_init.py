@@ -25,7 +25,8 @@ class NumpyInit(keras.initializers.Initializer):
     def __init__(self, scale=1.0, seed=0, **kwargs):
         # kwargs: the stood-in initializer's options, unused.
         self.scale, self.seed = scale, seed
-        self._rng = np.random.default_rng(seed)
+        # A config's `seed: None` (a stood-in class's) draws from 0 too.
+        self._rng = np.random.default_rng(0 if seed is None else seed)
 
     def __call__(self, shape, dtype=None):
         fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else int(shape[0])
@@ -37,7 +38,8 @@ class NumpyInit(keras.initializers.Initializer):
 
 
 # Dense's, the recurrent layers' and cells' kernels and recurrent kernels,
-# Embedding's (and EmbeddingDropout's) embeddings.
+# Embedding's (and EmbeddingDropout's) embeddings, and EfficientNet's
+# (`VarianceScaling`, by class name in its layer configs).
 _NAMES = (
     "glorot_uniform",
     "GlorotUniform",
@@ -46,6 +48,7 @@ _NAMES = (
     "OrthogonalInitializer",
     "uniform",
     "RandomUniform",
+    "VarianceScaling",
 )
 
 

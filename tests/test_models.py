@@ -29,7 +29,7 @@ from keras_reg.layers import (
 )
 from keras_reg.testing._portable import non_portable
 from tests.helpers import six_sigma, to_numpy
-from tests.numpy_init import numpy_initializers
+from tests.numpy_init import NumpyInit, numpy_initializers
 
 # name: (constructor, input size, residual Adds, what the branch's last
 # layer is called, what DropBlock's two smallest resolutions hold).
@@ -45,15 +45,12 @@ LINE = re.compile(
 )
 
 
-@pytest.fixture(autouse=True)
-def _numpy_initial_weights():
-    """The hand-built models draw their random initial weights in NumPy
-    (`tests.numpy_init`): on JAX each of Keras' random initializers compiles
-    a draw at every new weight shape (14 uniform, 4 normal and 4 QR draws
-    here, about 10 CPU s), and no test reads Keras' draws. (The
-    applications are built with `NumpyKernels`, below.)"""
-    with numpy_initializers():
-        yield
+# The hand-built models draw their random initial weights in NumPy
+# (conftest's `numpy_weights`): on JAX each of Keras' random initializers
+# compiles a draw at every new weight shape (14 uniform, 4 normal and 4 QR
+# draws here, about 10 CPU s), and no test reads Keras' draws. (The
+# applications are built in the same scope, `_application`.)
+pytestmark = pytest.mark.usefixtures("numpy_weights")
 
 
 def _quiet(function, *args, **kwargs):
@@ -96,52 +93,21 @@ def _snapshot(model):
     ]
 
 
-@keras.saving.register_keras_serializable(package="tests")
-class NumpyKernels(keras.initializers.Initializer):
-    """A kernel initializer that draws in NumPy: a normal of variance
-    `scale / fan_in` from a fixed seed, whatever Keras initializer (and
-    distribution) it stands in for.
-
-    The applications below are built with it in place of Keras' kernel
-    initializers (`custom_object_scope`: the architectures, layer configs
-    and everything `regularize` reads are Keras' own). On JAX each of
-    Keras' random initializers compiles a draw per weight shape: 229
-    compiles, 45 CPU s for the four applications, against 2 s.
-    """
-
-    def __init__(self, scale=1.0, seed=None, **kwargs):
-        # `mode`, `distribution`: the stood-in initializer's, unused.
-        self.scale, self.seed = scale, seed
-        self._rng = np.random.default_rng(0 if seed is None else seed)
-
-    def __call__(self, shape, dtype=None):
-        fan_in = max(1, int(np.prod(shape[:-1])) if len(shape) > 1 else shape[0])
-        std = np.sqrt(self.scale / fan_in)
-        return self._rng.normal(0.0, std, size=shape).astype(dtype or "float32")
-
-    def get_config(self):
-        return {"scale": self.scale, "seed": self.seed}
-
-
-# The kernel initializers of the four applications: Conv2D's, Dense's and
-# DepthwiseConv2D's default, and EfficientNet's.
-NUMPY_KERNELS = {
-    name: NumpyKernels
-    for name in ("glorot_uniform", "GlorotUniform", "VarianceScaling")
-}
-
-
 def _application(ctor, size, **kwargs):
-    """`ctor`'s model with random weights (NumPy's: `NumpyKernels`), for
+    """`ctor`'s model with random weights (NumPy's, `tests.numpy_init`: on
+    JAX each of Keras' random initializers compiles a draw per weight
+    shape, 229 compiles and 45 CPU s for the four applications, against
+    2 s; the architectures, layer configs and everything `regularize`
+    reads are Keras' own), for
     `size` x `size` images and 5 classes."""
-    with keras.saving.custom_object_scope(NUMPY_KERNELS):
+    with numpy_initializers():
         model = ctor(weights=None, input_shape=(size, size, 3), classes=5, **kwargs)
     kernels = {
         type(layer.kernel_initializer)
         for layer in model.layers
         if hasattr(layer, "kernel_initializer")
     }
-    assert kernels == {NumpyKernels}, kernels
+    assert kernels == {NumpyInit}, kernels
     return model
 
 
