@@ -21,9 +21,12 @@ _records = {}
 
 
 def _cpu_seconds():
+    """(CPU seconds of this process and its ended subprocesses, of the
+    subprocesses alone)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    child = children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + child, child
 
 
 def pytest_addoption(parser):
@@ -43,10 +46,12 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    cpu, wall = _cpu_seconds(), time.perf_counter()
+    (cpu, child), wall = _cpu_seconds(), time.perf_counter()
     yield
+    (cpu_after, child_after) = _cpu_seconds()
     _records[item.nodeid] = {
-        "cpu": _cpu_seconds() - cpu,
+        "cpu": cpu_after - cpu,
+        "subprocesses": child_after - child,
         "wall": time.perf_counter() - wall,
     }
 
