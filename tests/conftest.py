@@ -27,6 +27,42 @@ def _clean_global_state():
     keras.utils.clear_session(free_memory=False)
 
 
+# The files whose tests run with Grappler on TensorFlow (`_grappler`).
+GRAPPLER_FILES = (
+    "test_execution_matrix.py",
+    "test_fast_paths.py",
+    "test_portability.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in GRAPPLER_FILES:
+            item.add_marker(pytest.mark.grappler)
+
+
+@pytest.fixture(autouse=True)
+def _grappler(request):
+    """TensorFlow's graph optimizer (Grappler) rewrites each `tf.function`
+    graph when it first runs: about a third of the cost of a first
+    `tf.function` fit of a recurrent model here, 30 of 431 CPU seconds in
+    the TensorFlow files outside the execution matrix. It runs, as users
+    run it, in the tests marked `grappler` (`GRAPPLER_FILES`: the
+    execution matrix, which fits, predicts, evaluates and draws compiled
+    masks with every public layer in `tf.function`; the fast paths; the
+    portability file); elsewhere the graphs run as traced, the same ops
+    without its rewrites. With `jit_compile=True` (XLA) it made no
+    difference in time."""
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    on = request.node.get_closest_marker("grappler") is not None
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not on})
+    yield
+
+
 @pytest.fixture
 def numpy_weights():
     """The test's layers draw their random initial weights in NumPy
