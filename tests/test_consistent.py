@@ -231,14 +231,24 @@ def _rows(x, rows):
     return keras.tree.map_structure(lambda data: data[rows], x)
 
 
+# The distribution check's samples per call: with `consistent` on JAX and
+# TensorFlow 24, to run the function that the `pool` call compiled; the
+# plain call compiles its own whatever the number, and on torch nothing is
+# compiled: 128 (8 calls of 1,024 samples, not 43).
+MANY_PER_CALL = 128
+
+
 def _distribution(model, x, many, consistent):
-    """The distribution check's call: rows 0 to 2, `many` samples, 24 per
-    call, with or without `consistent`."""
+    """The distribution check's call: rows 0 to 2, `many` samples, with or
+    without `consistent`."""
+    per_call = MANY_PER_CALL
+    if consistent and keras.backend.backend() != "torch":
+        per_call = SAMPLES
     return mc_predict(
         model,
         _rows(x, slice(BATCH)),
         samples=many,
-        samples_per_call=SAMPLES,
+        samples_per_call=per_call,
         batch_size=BATCH,
         seed=5,
         consistent=consistent,
@@ -268,8 +278,8 @@ _CALLS = {
     "other": lambda model, x, many: mc_predict(
         model, _rows(x, _POOL), batch_size=BATCH, seed=6, **_CONSISTENT
     ),
-    # The distribution check: rows 0 to 2, 24 samples per call, `many`
-    # samples, with and without `consistent`.
+    # The distribution check: rows 0 to 2, `many` samples, with and
+    # without `consistent`.
     "consistent": lambda model, x, many: _distribution(model, x, many, True),
     "plain": lambda model, x, many: _distribution(model, x, many, False),
 }
@@ -320,8 +330,8 @@ def test_sample_t_is_the_same_for_a_row_wherever_and_whenever_it_is(name):
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_each_row_is_distributed_as_without_consistent(name):
     many = MANY if _stackable(_model(name)[0]) else MANY_UNSTACKED
-    # Row 0 of 3 rows, 24 samples per call (43 calls): the consistent
-    # samples run the function the test above compiled.
+    # Row 0 of 3 rows (`MANY_PER_CALL`: on JAX and TensorFlow the
+    # consistent samples run the function the test above compiled).
     consistent = _run(name, "consistent")
     plain = _run(name, "plain")
     assert len(consistent) == len(plain) == many
@@ -376,31 +386,43 @@ def test_consistent_must_be_a_bool(bad):
         mc_predict(model, x, samples=2, consistent=bad)
 
 
+def _group_call(name, x_rows, **kwargs):
+    """`mc_predict` of `name`'s group model on the rows `x_rows` of its
+    inputs, in batches of 3 with 24 consistent samples per call (the
+    compiled function of the `pool` call above) and `kwargs`: the
+    family's `(mean, std, stack)`."""
+    model, x, families = _group_model(_group(name))
+    results = mc_predict(
+        model, _rows(x, x_rows), batch_size=BATCH, **_CONSISTENT, **kwargs
+    )
+    if len(families) == 1:
+        return results
+    return [part[families.index(name)] for part in results]
+
+
 def test_without_a_seed_one_is_drawn_for_the_call():
-    model, x = _model("LSTM-recurrent_batch")
-    pool, copies = _pool(x)
-    kwargs = dict(samples=SAMPLES, consistent=True, return_samples=True)
-    kwargs["batch_size"] = BATCH
+    name = "LSTM-recurrent_batch"
     keras.utils.set_random_seed(11)
-    first = mc_predict(model, pool, **kwargs)[2]
-    for position in copies[1:]:
-        np.testing.assert_allclose(first[:, position], first[:, copies[0]], atol=1e-6)
-    second = mc_predict(model, pool, **kwargs)[2]
+    first = _group_call(name, _POOL)[2]
+    for position in _COPIES[1:]:
+        np.testing.assert_allclose(first[:, position], first[:, _COPIES[0]], atol=1e-6)
+    second = _group_call(name, _POOL)[2]
     assert not np.allclose(first, second)
     keras.utils.set_random_seed(11)
-    np.testing.assert_array_equal(mc_predict(model, pool, **kwargs)[2], first)
+    np.testing.assert_array_equal(_group_call(name, _POOL)[2], first)
 
 
 def test_nothing_outlives_the_call():
     # The layers' streams are where they were, plain calls draw per row
     # again, and no consistent context is left open.
-    model, x = _model("GRU-all")
+    model = _group_model(_group("GRU-all"))[0]
     before = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
-    mc_predict(model, x[:BATCH], samples=SAMPLES, seed=1, consistent=True)
+    _group_call("GRU-all", slice(BATCH), seed=1)
     after = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not _samples.consistent() and _samples.groups() == 1
+    gru, x = _model("GRU-all")
     twin = np.repeat(x[:1], 4, axis=0)
-    out = keras.ops.convert_to_numpy(model(twin, training=True))
+    out = keras.ops.convert_to_numpy(gru(twin, training=True))
     assert not np.allclose(out[0], out[1])
