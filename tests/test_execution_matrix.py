@@ -324,7 +324,6 @@ def _expected_loss(model, predicted, y):
 @pytest.mark.parametrize(("mode", "names"), _params())
 def test_fit_predict_evaluate_and_a_keras_round_trip(mode, names, tmp_path):
     compile_kwargs = MODES[mode][0]
-    keras.utils.set_random_seed(0)
     model = _model(names)
     x, y = _data(model)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", **compile_kwargs)
@@ -513,7 +512,6 @@ def _assert_same_draws(names, got, want, skip=()):
 
 @pytest.mark.parametrize(("mode", "names"), _compiled_params())
 def test_compiled_training_call_draws_the_eager_masks_in_every_layer(mode, names):
-    keras.utils.set_random_seed(0)
     model = _per_layer_model(names)
     x, _ = _data(model)
     compiled = _training_call(model, mode)
