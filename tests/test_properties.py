@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from keras_reg import _random, layers
 from keras_reg.layers.rnn import _masks
 from tests.helpers import to_numpy
+from tests.training_call import training_call
 
 SETTINGS = settings(
     max_examples=8 if keras.backend.backend() == "jax" else 25,
@@ -49,7 +50,7 @@ def test_inverted_dropout_is_binary_times_scale_and_shares_axes(case, rate, seed
     x = np.random.default_rng(seed % 1000).uniform(1, 2, size=shape)
     x = x.astype("float32")
     layer = layers.InvertedDropout(rate, shared_axes=shared or None, seed=seed)
-    ratio = to_numpy(layer(x, training=True)) / x
+    ratio = training_call(layer, x) / x
     # Every unit is dropped (0) or kept and scaled by exactly 1 / (1 - rate).
     kept = ratio != 0
     np.testing.assert_allclose(ratio[kept], _scale(rate), rtol=1e-6)
@@ -79,11 +80,11 @@ def test_time_shared_and_drop_path_masks_follow_their_axes(
     batch, steps, features, rate, seed
 ):
     x = np.ones((batch, steps, features), "float32")
-    shared = to_numpy(layers.TimeSharedDropout(rate, seed=seed)(x, training=True))
+    shared = training_call(layers.TimeSharedDropout(rate, seed=seed), x)
     # One mask per sample and feature, the same at every step.
     assert np.array_equal(shared, np.broadcast_to(shared[:, :1], shared.shape))
     assert set(np.unique(shared)) <= {0.0, np.float32(_scale(rate))}
-    path = to_numpy(layers.DropPath(rate, seed=seed)(x, training=True))
+    path = training_call(layers.DropPath(rate, seed=seed), x)
     # A whole sample is dropped or kept.
     per_sample = path.reshape(batch, -1)
     assert np.all(per_sample == per_sample[:, :1])
@@ -103,7 +104,7 @@ def test_embedding_dropout_drops_word_types(vocab, batch, length, rate, seed):
     table = np.random.default_rng(seed % 997).uniform(0.5, 1.5, size=(vocab, 3))
     layer.embeddings.assign(table.astype("float32"))
     table = to_numpy(layer.embeddings)
-    ratio = to_numpy(layer(ids, training=True)) / table[ids]
+    ratio = training_call(layer, ids) / table[ids]
     # Every occurrence of a word gets the same factor, 0 or the scale.
     for word in np.unique(ids):
         factors = ratio[ids == word]
@@ -124,7 +125,7 @@ def test_drop_block_zeroes_whole_blocks_and_rescales(
     batch, height, width, block, rate, seed
 ):
     x = np.ones((batch, height, width, 2), "float32")
-    y = to_numpy(layers.DropBlock2D(rate, block, seed=seed)(x, training=True))
+    y = training_call(layers.DropBlock2D(rate, block, seed=seed), x)
     # One factor for every kept unit of the batch: units / kept units.
     kept = y != 0
     if kept.any():

@@ -16,35 +16,13 @@ from keras_reg.layers import (
 )
 from keras_reg.layers.structured import center_probability
 from tests.helpers import run_layer_test, six_sigma, to_numpy
+from tests.training_call import training_call
 
 DROPBLOCKS = {1: DropBlock1D, 2: DropBlock2D, 3: DropBlock3D}
 
 
 def _data(seed, shape):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
-
-
-def _training_call(layer, x):
-    """`layer(x, training=True)` as a NumPy array, the layer's random
-    stream moved on as by that call. On JAX, one compiled call (`jax.jit`
-    of the layer's `stateless_call`): an eager call compiles each of
-    DropBlock's operations on its own at every new shape (about 0.9 CPU s
-    per call, against 0.4)."""
-    if keras.backend.backend() != "jax":
-        return to_numpy(layer(x, training=True))
-    import jax
-
-    layer.build(x.shape)
-    trainable = [v.value for v in layer.trainable_variables]
-    state = [v.value for v in layer.non_trainable_variables]
-    y, state = jax.jit(
-        lambda trainable, state, x: layer.stateless_call(
-            trainable, state, x, training=True
-        )
-    )(trainable, state, x)
-    for variable, value in zip(layer.non_trainable_variables, state, strict=True):
-        variable.assign(value)
-    return to_numpy(y)
 
 
 def _channels_last(y, data_format):
@@ -237,7 +215,7 @@ def test_dropblock_hits_the_target_rate(rank, spatial, block, rate, shared):
     layer = DROPBLOCKS[rank](
         rate, block, shared_channels=shared, data_format="channels_last", seed=5
     )
-    y = _training_call(layer, np.ones((batch, *spatial, channels), "float32"))
+    y = training_call(layer, np.ones((batch, *spatial, channels), "float32"))
     dropped = np.mean(y == 0)
     # Units within a block are dependent: bound with the number of blocks
     # that fit, not of units (a conservative effective sample size).
@@ -258,7 +236,7 @@ def test_dropblock_each_unit_is_dropped_with_its_exact_probability(
     # less often than the centre, and the mean over the map is the rate.
     rate, batch, channels = 0.3, 512, 16
     layer = DROPBLOCKS[rank](rate, block, data_format="channels_last", seed=2)
-    y = _training_call(layer, np.ones((batch, *spatial, channels), "float32"))
+    y = training_call(layer, np.ones((batch, *spatial, channels), "float32"))
     observed = np.mean(y == 0, axis=(0, -1))
     expected = _drop_probability(rate, spatial, block)
     assert abs(expected.mean() - rate) < 1e-12
@@ -275,7 +253,7 @@ def test_dropblock_samples_and_channels_draw_independently(rank, spatial, block)
     # q**2 (q its drop probability); shared patterns would agree with q.
     rate, batch, channels = 0.3, 512, 8
     layer = DROPBLOCKS[rank](rate, block, data_format="channels_last", seed=6)
-    d = _training_call(layer, np.ones((batch, *spatial, channels), "float32")) == 0
+    d = training_call(layer, np.ones((batch, *spatial, channels), "float32")) == 0
     q = _drop_probability(rate, spatial, block)
     both = float(np.mean(q**2))
     # Block-level dependence: count blocks, not units.
@@ -296,7 +274,7 @@ def test_dropblock_shared_channels_drop_the_same_units_in_every_channel(
     layer = DROPBLOCKS[rank](
         0.3, 2, shared_channels=True, data_format=data_format, seed=1
     )
-    y = _channels_last(_training_call(layer, np.ones(shape, "float32")), data_format)
+    y = _channels_last(training_call(layer, np.ones(shape, "float32")), data_format)
     assert np.all(y == y[..., :1])
     assert 0 < np.mean(y == 0) < 1
     # Samples still differ.
@@ -306,7 +284,7 @@ def test_dropblock_shared_channels_drop_the_same_units_in_every_channel(
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_dropblock_rescales_by_the_kept_fraction(rank):
     x = _data(0, (8, *(9, 10, 7)[:rank], 4))
-    y = _training_call(DROPBLOCKS[rank](0.3, 2, seed=1), x)
+    y = training_call(DROPBLOCKS[rank](0.3, 2, seed=1), x)
     keep = y != 0
     np.testing.assert_allclose(y[keep], x[keep] * keep.size / keep.sum(), rtol=1e-5)
 
@@ -314,7 +292,7 @@ def test_dropblock_rescales_by_the_kept_fraction(rank):
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_dropblock_block_size_one_is_dropout(rank):
     shape = (16, *(64, 32, 16)[:rank], 8)
-    y = _training_call(DROPBLOCKS[rank](0.4, 1, seed=2), np.ones(shape, "float32"))
+    y = training_call(DROPBLOCKS[rank](0.4, 1, seed=2), np.ones(shape, "float32"))
     assert abs(np.mean(y == 0) - 0.4) < six_sigma(0.4, y.size)
 
 
