@@ -7,10 +7,14 @@ Every `compare_backends` call starts one subprocess per backend itself, so
 this file runs in the torch run of the suite only, and its subprocess runs
 are shared through module-scoped fixtures. The two installed commands only
 import and parse: they run Keras on JAX, the quickest backend to import
-(about 4 CPU s against torch's 7 on 2 busy cores). A launch that loads the
-model runs torch, the quickest to build and run it once (JAX compiles each
-initializer and the model: as much CPU as torch to fail at a load, 5 s more
-to run it).
+(about 4 CPU s against torch's 7 on 2 busy cores). The models' layers start
+from zeros initializers (the tests set every weight from NumPy): loading a
+file builds each layer, and on JAX each of Keras' random initializers
+compiles a draw (the three-backend run's JAX worker took 16 CPU s with
+them, 8 without). So a launch that fails at the load, or that loads the
+small subclassed model, runs JAX (4 to 5 CPU s against torch's 7); the
+launch that runs the checker model against a recorded folder runs torch
+(as quick as JAX there, and the backend that `TimesOnTorch` changes).
 """
 
 import importlib.util
@@ -47,12 +51,19 @@ pytestmark = [
 ]
 
 
+def _dense(units, name):
+    # Zeros: `saved` sets every weight (a random initializer compiles a draw
+    # per shape on JAX, at every load of the file).
+    return keras.layers.Dense(units, name=name, kernel_initializer="zeros")
+
+
 def _model():
     """Four branches on a dict of two inputs: keras_reg layers (in a nested
     sequential model), a custom layer that adds 0.1 on JAX, Keras' own
     `Dropout` in a Dense-Dropout(0.5)-Dense-softmax MLP, and a nested
     softmax head over 10 classes that a custom layer multiplies by 1.01 on
-    torch (a 1% difference at softmax scale, about 0.1)."""
+    torch (a 1% difference at softmax scale, about 0.1). Its initializers
+    are zeros; `saved` sets its weights."""
     x = keras.Input((5, 4), name="x")
     aux = keras.Input((3,), name="aux")
     nested = keras.Sequential(
@@ -65,31 +76,31 @@ def _model():
                 return_sequences=True,
                 seed=3,
                 name="lstm",
+                kernel_initializer="zeros",
+                recurrent_initializer="zeros",
             ),
             layers.TimeSharedDropout(0.3, seed=4, name="time_shared"),
         ],
         name="nested",
     )
     a = nested(x)
-    a = layers.DropPath(0.3, seed=5, name="drop_path")(
-        keras.layers.Dense(6, name="a_dense")(a)
-    )
+    a = layers.DropPath(0.3, seed=5, name="drop_path")(_dense(6, "a_dense")(a))
     a = keras.layers.GlobalAveragePooling1D(name="a_pool")(a)
     a = layers.InvertedDropout(0.2, seed=6, name="a_drop")(a)
-    a = keras.layers.Dense(2, name="portable")(a)
+    a = _dense(2, "portable")(a)
     b = keras.layers.Flatten(name="b_flat")(x)
-    b = keras.layers.Dense(3, name="b_dense")(b)
+    b = _dense(3, "b_dense")(b)
     b = OffOnJax(name="off_on_jax")(b)
-    b = keras.layers.Dense(2, name="custom")(b)
+    b = _dense(2, "custom")(b)
     c = keras.layers.Flatten(name="c_flat")(x)
-    c = keras.layers.Dense(4, name="c_dense")(c)
+    c = _dense(4, "c_dense")(c)
     c = keras.layers.Dropout(0.5, seed=7, name="keras_dropout")(c)
-    c = keras.layers.Dense(3, name="c_head")(c)
+    c = _dense(3, "c_head")(c)
     c = keras.layers.Softmax(name="keras")(c)
     scaled = keras.Sequential(
         [
             keras.Input((3,)),
-            keras.layers.Dense(10, name="d_dense"),
+            _dense(10, "d_dense"),
             keras.layers.Softmax(name="d_softmax"),
             TimesOnTorch(name="times_on_torch"),
         ],
@@ -326,22 +337,24 @@ def test_a_reference_folder_from_another_backend_and_the_cli_exits_1(
 def test_a_backend_that_cannot_load_the_model_is_an_error_not_a_crash(
     saved, tmp_path, capsys
 ):
-    # Without `imports`, the custom layers are unknown on load.
+    # Without `imports`, the custom layers are unknown on load (on JAX, the
+    # quickest to start; the layers before them build from zeros).
     report = compare_backends(
-        saved / "model.keras", _inputs(), backends=["torch"], modes=["inference"]
+        saved / "model.keras", _inputs(), backends=["jax"], modes=["inference"]
     )
     assert not report.passed and report.compared == 0
     message = str(report)
-    assert "torch" in message and "ERROR" in message
-    assert "error: torch:" in message and "OffOnJax" in message
-    # A timeout stops the subprocess; the command line exits 2.
+    assert "jax" in message and "ERROR" in message
+    assert "error: jax:" in message and "OffOnJax" in message
+    # A timeout stops the subprocess; the command line exits 2. (0.1 s:
+    # each is stopped while Python starts.)
     args = [str(saved / "model.keras"), str(saved / "inputs.npz"), "--backends"]
     args += ["tensorflow,jax", "--json", str(tmp_path / "r.json")]
-    assert main([*args, "--timeout", "0.5"]) == 2
+    assert main([*args, "--timeout", "0.1"]) == 2
     data = json.loads((tmp_path / "r.json").read_text())
     assert not data["passed"] and data["compared"] == 0
     assert data["errors"] == [
-        {"backend": b, "message": "timed out after 0.5 s (stopped)"}
+        {"backend": b, "message": "timed out after 0.1 s (stopped)"}
         for b in ("tensorflow", "jax")
     ]
     assert "Traceback" not in capsys.readouterr().err
@@ -354,14 +367,15 @@ def test_one_backend_records_and_compares_nothing(tmp_path, capsys):
     model(x)
     model.save(tmp_path / "sub.keras")
     np.savez(tmp_path / "x.npz", x)
+    # On JAX: the quickest to start and to run this model once.
     args = [str(tmp_path / "sub.keras"), str(tmp_path / "x.npz"), "--import"]
-    args += [IMPORTS[0], "--backends", "torch"]
+    args += [IMPORTS[0], "--backends", "jax"]
     # Nothing to compare, and no --save-outputs: exit 2 before anything runs.
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "nothing would be compared" in err and "torch: started" not in err
+    assert "nothing would be compared" in err and "jax: started" not in err
     with pytest.raises(AssertionError, match="Nothing would be compared"):
-        assert_same_on_backends(model, x, backends=["torch"], imports=IMPORTS)
+        assert_same_on_backends(model, x, backends=["jax"], imports=IMPORTS)
     # --save-outputs: recorded, exit 0.
     assert main([*args, "--save-outputs", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
