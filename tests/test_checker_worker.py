@@ -11,6 +11,11 @@ import pytest
 from keras_reg import layers
 from keras_reg.testing import _inputs, _model_file, _worker
 
+# Initial weights drawn in NumPy (`tests.numpy_init`): no test reads them,
+# and on JAX each of Keras' random initializers compiles a draw per weight
+# shape, here and again at each load of a file.
+pytestmark = pytest.mark.usefixtures("numpy_weights")
+
 
 def _spec(directory, path, inputs, modes=("inference", "training", "gradients")):
     structure, specs = _model_file.input_specs(str(path))
