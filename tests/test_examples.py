@@ -20,7 +20,13 @@ from examples import (
 )
 from tests._quick_demo import quick_demo
 
+# The tests that build or train an example's models without reading their
+# initial weights draw them in NumPy (conftest's `numpy_weights`): on JAX
+# each of Keras' random initializers compiles a draw per weight shape.
+NUMPY_WEIGHTS = pytest.mark.usefixtures("numpy_weights")
 
+
+@NUMPY_WEIGHTS
 def test_digits_example_trains_both_models():
     results = digits_dropout.run(epochs=2)
     assert [r["rate"] for r in results] == [0.0, 0.5]
@@ -32,6 +38,7 @@ def test_digits_example_trains_both_models():
     assert table.count("\n") == 3  # header, rule, two rows
 
 
+@NUMPY_WEIGHTS
 def test_digits_model_places_dropout_after_hidden_layers():
     model = digits_dropout.build_model(0.5)
     dropouts = [
@@ -47,6 +54,7 @@ def test_digits_model_places_dropout_after_hidden_layers():
     )
 
 
+@NUMPY_WEIGHTS
 def test_cnn_recipe_puts_regularization_where_the_seed_says():
     import keras
 
@@ -61,6 +69,7 @@ def test_cnn_recipe_puts_regularization_where_the_seed_says():
     assert model.output_shape == cnn_digits.build_baseline().output_shape == (None, 10)
 
 
+@NUMPY_WEIGHTS
 def test_sequence_example_reads_digits_as_scanlines_and_trains_both_models():
     x_train, x_val, y_train, _ = sequence_dropblock.load_sequences()
     assert x_train.shape == (300, 64, 1) and x_val.shape == (1497, 64, 1)
@@ -82,6 +91,7 @@ def test_sequence_example_reads_digits_as_scanlines_and_trains_both_models():
     assert sequence_dropblock.format_table(results).count("\n") == 3
 
 
+@NUMPY_WEIGHTS
 @pytest.mark.parametrize("style", ["drop_path", "tfa"])
 def test_residual_example_follows_the_linear_depth_rule(style):
     model = residual_depth.build_model(0.2, style=style)
@@ -101,6 +111,7 @@ def test_residual_example_follows_the_linear_depth_rule(style):
     assert model.output_shape == (None, 10)
 
 
+@NUMPY_WEIGHTS
 def test_residual_example_trains_with_stochastic_depth():
     # One model (the plain one differs only by its rates): a cold XLA
     # compile of each residual network costs about 15 s on JAX. 96 rows:
@@ -188,6 +199,7 @@ def test_roc_curve_ends_at_the_corners_and_its_area_is_the_auroc():
     assert np.isclose(area, uncertainty.auroc(neg, pos))
 
 
+@NUMPY_WEIGHTS
 def test_uncertainty_sets_hold_out_two_digit_classes():
     x_train, y_train, sets, y_clean = uncertainty.load_sets()
     assert set(np.unique(y_train)) == set(range(uncertainty.KNOWN_CLASSES))
