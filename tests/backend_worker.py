@@ -197,10 +197,15 @@ def trained_weights(jit_compile):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 6)).astype("float32")
     y = rng.normal(size=(32, 1)).astype("float32")
+    # Zeros: the weights are set below (a random draw per kernel shape is a
+    # compile on JAX).
+    zeros = "zeros"
     inputs = keras.Input((6,))
-    h = keras.layers.Dense(16, activation="tanh", name="hidden")(inputs)
+    h = keras.layers.Dense(
+        16, activation="tanh", name="hidden", kernel_initializer=zeros
+    )(inputs)
     h = layers.InvertedDropout(0.5, seed=3)(h)
-    outputs = keras.layers.Dense(1, name="out")(h)
+    outputs = keras.layers.Dense(1, name="out", kernel_initializer=zeros)(h)
     model = keras.Model(inputs, outputs)
     weights = [rng.normal(size=w.shape).astype("float32") * 0.3 for w in model.weights]
     model.set_weights(weights)
@@ -219,17 +224,22 @@ def resume_data():
 
 
 def resume_model():
-    """A functional model with every dropout-family layer, fixed weights."""
+    """A functional model with every dropout-family layer, fixed weights.
+    (Zeros initializers: the weights are set below; on JAX a random draw
+    per weight shape is a compile, here and at every load of its file.)"""
+    zeros = "zeros"
     inputs = keras.Input((6,), dtype="int32")
-    x = layers.EmbeddingDropout(50, 8, 0.2, seed=1)(inputs)
+    x = layers.EmbeddingDropout(50, 8, 0.2, seed=1, embeddings_initializer=zeros)(
+        inputs
+    )
     x = layers.TimeSharedDropout(0.3, seed=2)(x)
-    branch = keras.layers.Dense(8, activation="tanh")(x)
+    branch = keras.layers.Dense(8, activation="tanh", kernel_initializer=zeros)(x)
     x = x + layers.DropPath(0.25, seed=3)(branch)
     x = keras.layers.Reshape((6, 8, 1))(x)
     x = layers.DropBlock2D(0.2, 2, seed=4)(x)
     x = keras.layers.Flatten()(x)
     x = layers.InvertedDropout(0.4, seed=5)(x)
-    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    model = keras.Model(inputs, keras.layers.Dense(1, kernel_initializer=zeros)(x))
     rng = np.random.default_rng(2)
     model.set_weights(
         [rng.normal(size=w.shape).astype("float32") * 0.2 for w in model.weights]
