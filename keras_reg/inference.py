@@ -354,8 +354,13 @@ def mc_predict(
             t)`, whatever `samples_per_call`, `batch_size` and the row's
             place in `x` (from the portable generator in both RNG modes,
             and the same on every data-parallel replica). For each row,
-            the samples are distributed as without `consistent`; only
-            their agreement across rows changes. Every keras_reg layer and
+            the samples are distributed as without `consistent` for the
+            row alone; only their agreement across rows changes. (The
+            exception to "alone": DropBlock scales the kept units by the
+            kept fraction of the batch, which a plain call of several
+            rows pools over their independent masks; consistent rows
+            share one mask, so each row is scaled by its own, as alone,
+            and never depends on its neighbours.) Every keras_reg layer and
             cell draws them (input, recurrent in both modes, output,
             weight and zoneout masks, and `ConcreteDropout`'s relaxed
             mask). A model holding Keras' own dropout layers (`Dropout`,

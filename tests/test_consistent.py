@@ -8,9 +8,11 @@ every call with the same seed. Per layer family:
   samples per call, gets the same output for each sample `t`;
 - the samples differ from each other (at least half of them distinct where
   a sample has 2**8 outcomes or more), and another seed gives others;
-- for one row, the samples are distributed as without `consistent`: each
-  output element's mean and variance agree within 6 sigma (the variance's
-  sigma from the fourth central moment);
+- for one row, the samples are distributed as without `consistent` for
+  the row alone (a batch of one: DropBlock scales by the batch's kept
+  fraction, `_distribution`): each output element's mean and variance
+  agree within 6 sigma (the variance's sigma from the fourth central
+  moment);
 - Keras' own dropout layers (and layers that cannot draw consistent masks
   yet) are refused with a `ValueError` naming them.
 """
@@ -239,17 +241,26 @@ MANY_PER_CALL = 128
 
 
 def _distribution(model, x, many, consistent):
-    """The distribution check's call: rows 0 to 2, `many` samples, with or
-    without `consistent`."""
+    """The distribution check's call, `many` samples: with `consistent`,
+    rows 0 to 2 in batches of 3; without, row 0 alone (a batch of one).
+
+    A row alone, because DropBlock scales the kept units by the kept
+    fraction of the whole batch: in a plain call of several rows that
+    fraction pools their independent masks, while consistent rows share
+    one mask, so each is scaled by its own, as a row alone is (and a
+    row's sample never depends on its neighbours). Every other layer's
+    masks are independent per row, so a row alone draws as it does in a
+    batch."""
     per_call = MANY_PER_CALL
     if consistent and keras.backend.backend() != "torch":
         per_call = SAMPLES
+    rows, batch_size = (slice(BATCH), BATCH) if consistent else (slice(1), 1)
     return mc_predict(
         model,
-        _rows(x, slice(BATCH)),
+        _rows(x, rows),
         samples=many,
         samples_per_call=per_call,
-        batch_size=BATCH,
+        batch_size=batch_size,
         seed=5,
         consistent=consistent,
         return_samples=True,
@@ -278,8 +289,8 @@ _CALLS = {
     "other": lambda model, x, many: mc_predict(
         model, _rows(x, _POOL), batch_size=BATCH, seed=6, **_CONSISTENT
     ),
-    # The distribution check: rows 0 to 2, `many` samples, with and
-    # without `consistent`.
+    # The distribution check: `many` samples of row 0, with `consistent`
+    # in a batch of 3, without it alone.
     "consistent": lambda model, x, many: _distribution(model, x, many, True),
     "plain": lambda model, x, many: _distribution(model, x, many, False),
 }
@@ -330,8 +341,8 @@ def test_sample_t_is_the_same_for_a_row_wherever_and_whenever_it_is(name):
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_each_row_is_distributed_as_without_consistent(name):
     many = MANY if _stackable(_model(name)[0]) else MANY_UNSTACKED
-    # Row 0 of 3 rows (`MANY_PER_CALL`: on JAX and TensorFlow the
-    # consistent samples run the function the test above compiled).
+    # Row 0 of 3 rows with `consistent` (on JAX and TensorFlow the
+    # function the test above compiled), row 0 alone without.
     consistent = _run(name, "consistent")
     plain = _run(name, "plain")
     assert len(consistent) == len(plain) == many
