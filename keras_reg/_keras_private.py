@@ -90,13 +90,22 @@ DropoutRNNCell = _dropout_rnn_cell()
 
 
 def call_training():
-    """`training` of the Keras layer call in progress, or None outside one."""
+    """`training` of the Keras layer call in progress, or None outside one
+    (None too inside one that leaves it unresolved: inference)."""
     from keras.src.backend.common import global_state
 
     context = global_state.get_global_attribute("current_call_ctx")
     if context is None:
         return None
     return getattr(context, "training", None)
+
+
+def call_in_progress():
+    """Whether a Keras layer call (`Layer.__call__`) is in progress: not
+    where a layer's `call` runs directly, as `stateless_call` runs it."""
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("current_call_ctx") is not None
 
 
 def untrack(layer, generator):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import keras_reg
-from keras_reg import _keras_private, _random
+from keras_reg import _keras_private, _random, layers
 from keras_reg.layers import VariationalLSTM, VariationalLSTMCell
 from keras_reg.layers.rnn._sequence import VariationalRNN
 
@@ -45,12 +45,13 @@ def test_dropout_rnn_cell_is_the_class_keras_rnn_asks_for_masks():
 
 
 def test_call_training_reads_the_training_flag_of_the_call_in_progress():
-    seen = []
+    seen, inside = [], []
 
     class Probe(keras.layers.Layer):
         def call(self, inputs, training=None):
             if not isinstance(inputs, keras.KerasTensor):  # a real call
                 seen.append(_keras_private.call_training())
+                inside.append(_keras_private.call_in_progress())
             return inputs
 
     inputs = keras.Input((2,))
@@ -69,6 +70,52 @@ def test_call_training_reads_the_training_flag_of_the_call_in_progress():
     assert flags(lambda: model(x, training=True)) == {True}
     assert not any(flags(lambda: model(x)))  # None or False: not training
     assert _keras_private.call_training() is None  # outside any call
+    assert inside and all(inside)
+    assert not _keras_private.call_in_progress()
+
+
+def _stateless_rnns():
+    """Keras' RNN over each kind of keras_reg cell, every mask kind on."""
+    regs = dict(dropout=0.3, recurrent_dropout=0.3, weight_dropout=0.3, seed=7)
+    return {
+        "VariationalLSTMCell": VariationalLSTMCell(3, output_dropout=0.3, **regs),
+        "VariationalGRUCell": layers.VariationalGRUCell(3, **regs),
+        "LayerNormSimpleRNNCell": layers.LayerNormSimpleRNNCell(3, **regs),
+        "LayerNormWrapper": layers.LayerNormWrapper(
+            layers.VariationalGRUCell(3, **regs)
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_stateless_rnns()))
+def test_a_keras_rnn_run_outside_any_keras_call_trains_with_the_calls_masks(name):
+    # `stateless_call` (JAX users' training loops) runs the RNN's `call`
+    # with no Keras call in progress, so `call_training()` is None when
+    # Keras asks the cell for its masks: only the steps are told
+    # `training`. In 0.3 the cell then drew none, and the RNN trained
+    # without dropout (Keras' own cells apply theirs).
+    rnn = keras.layers.RNN(_stateless_rnns()[name], return_sequences=True)
+    x = np.random.default_rng(0).normal(size=(4, 5, 2)).astype("float32")
+    rnn.build(x.shape)
+    trainable = [v.value for v in rnn.trainable_variables]
+    start = [keras.ops.convert_to_numpy(v.value) for v in rnn.non_trainable_variables]
+    inference = keras.ops.convert_to_numpy(rnn(x, training=False))
+    trained = keras.ops.convert_to_numpy(rnn(x, training=True))
+    after = [keras.ops.convert_to_numpy(v.value) for v in rnn.non_trainable_variables]
+    assert not np.array_equal(trained, inference)
+    for training, want in ((True, trained), (False, inference)):
+        got, states = rnn.stateless_call(
+            trainable,
+            [keras.ops.convert_to_tensor(v) for v in start],
+            keras.ops.convert_to_tensor(x),
+            training=training,
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(got), want, rtol=1e-6, atol=1e-6
+        )
+        if training:
+            for a, b in zip(states, after, strict=True):
+                np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
 
 
 def test_untrack_leaves_no_keras_seed_generator_in_a_cell():

@@ -74,6 +74,7 @@ class VariationalCell(Stochastic):
         # The masks of the `keras.layers.RNN` call in progress (Keras'
         # `DropoutRNNCell` protocol); None outside such a call.
         object.__setattr__(self, "_rnn_masks", None)
+        object.__setattr__(self, "_rnn_masks_if_training", False)
         self._init_random(seed)
 
     def _check_rate_change(self, name, value):
@@ -87,13 +88,18 @@ class VariationalCell(Stochastic):
 
     # Keras' `RNN` calls these around its loop, in inference too: the masks
     # are drawn before the loop (so it stays stateless and traces under
-    # JAX), only if the call trains, and dropped after it.
+    # JAX), only if the call trains, and dropped after it. Outside any
+    # Keras call (the RNN's `call` run directly, as `stateless_call` runs
+    # it) only the steps learn `training`: the masks are drawn, and the
+    # steps apply them if they train, as Keras' own cells do.
     def get_dropout_mask(self, step_input):
+        outside = not _keras_private.call_in_progress()
         masks = _masks.NONE
-        if sampling(_keras_private.call_training(), self):
+        if sampling(outside or _keras_private.call_training(), self):
             batch, features = ops.shape(step_input)[0], ops.shape(step_input)[-1]
             masks = _masks.draw(self, batch, features, self.compute_dtype)
         object.__setattr__(self, "_rnn_masks", masks)
+        object.__setattr__(self, "_rnn_masks_if_training", outside)
         return None
 
     def get_recurrent_dropout_mask(self, step_input):
@@ -122,6 +128,8 @@ class VariationalCell(Stochastic):
             if masks.zoneout is not None:
                 keep_new = masks.zoneout[0]
         else:
+            if self._rnn_masks_if_training and not sampling(training, self):
+                masks = _masks.NONE
             input_mask = masks.input
         xw = self._project(inputs, input_mask)
         kernel = self.recurrent_kernel
