@@ -26,8 +26,24 @@ from tests._quick_demo import quick_demo
 NUMPY_WEIGHTS = pytest.mark.usefixtures("numpy_weights")
 
 
+def _whole_batches(data):
+    """An example's `(x_train, x_val, y_train, y_val)` with the validation
+    rows cut to whole batches of 32 (the examples' batch size): a partial
+    last batch is another input shape, on JAX another compiled train or
+    test step (about 0.5 to 1 CPU s each per model)."""
+    x_train, x_val, y_train, y_val = data
+    rows = len(x_val) // 32 * 32
+    return x_train, x_val[:rows], y_train, y_val[:rows]
+
+
 @NUMPY_WEIGHTS
-def test_digits_example_trains_both_models():
+def test_digits_example_trains_both_models(monkeypatch):
+    # 128 training rows (the example's 150 end in a batch of 22) and whole
+    # batches of validation rows: one compiled train and test step per model.
+    load_data = digits_dropout.load_data
+    monkeypatch.setattr(
+        digits_dropout, "load_data", lambda: _whole_batches(load_data(train_size=128))
+    )
     results = digits_dropout.run(epochs=2)
     assert [r["rate"] for r in results] == [0.0, 0.5]
     for r in results:
@@ -70,7 +86,9 @@ def test_cnn_recipe_puts_regularization_where_the_seed_says():
 
 
 @NUMPY_WEIGHTS
-def test_sequence_example_reads_digits_as_scanlines_and_trains_both_models():
+def test_sequence_example_reads_digits_as_scanlines_and_trains_both_models(
+    monkeypatch,
+):
     x_train, x_val, y_train, _ = sequence_dropblock.load_sequences()
     assert x_train.shape == (300, 64, 1) and x_val.shape == (1497, 64, 1)
     model = sequence_dropblock.build_model(0.15, 0.3, shared_channels=True)
@@ -83,7 +101,14 @@ def test_sequence_example_reads_digits_as_scanlines_and_trains_both_models():
     baseline = sequence_dropblock.build_model()
     assert "DropBlock1D" not in [type(layer).__name__ for layer in baseline.layers]
     # 96 rows: three whole batches of 32, one compiled train step per model
-    # (100 rows compiled a second one for the last 4, and a test step).
+    # (100 rows compiled a second one for the last 4, and a test step), and
+    # whole batches of validation rows (`_whole_batches`).
+    load_sequences = sequence_dropblock.load_sequences
+    monkeypatch.setattr(
+        sequence_dropblock,
+        "load_sequences",
+        lambda train_size: _whole_batches(load_sequences(train_size)),
+    )
     results = sequence_dropblock.run(epochs=1, train_size=96, progress=False)
     assert [r["model"] for r in results] == ["cnn1d_baseline", "cnn1d_dropblock"]
     for r in results:
@@ -116,8 +141,9 @@ def test_residual_example_trains_with_stochastic_depth():
     # One model (the plain one differs only by its rates): a cold XLA
     # compile of each residual network costs about 15 s on JAX. 96 rows:
     # whole batches of 32, one compiled train step (100 rows compiled a
-    # second one, and a test step, for the last 4).
-    data = residual_depth.load_images(train_size=96)
+    # second one, and a test step, for the last 4), and whole batches of
+    # validation rows (`_whole_batches`).
+    data = _whole_batches(residual_depth.load_images(train_size=96))
     result = residual_depth.train(
         residual_depth.build_model(0.2), data, epochs=1, progress=False
     )
