@@ -1,11 +1,12 @@
 """Data-parallel training draws different masks on every replica, and
 replica 0 the single-device stream, on every engine (issue 23).
 
-Each engine runs in its own backend's suite run, in real processes started
-by their real launchers on 127.0.0.1: `torch.distributed.run` (DDP),
-two `keras.distribution.initialize` JAX processes with gloo collectives,
-one JAX process with four CPU devices (`ModelParallel`), and two
-`MultiWorkerMirroredStrategy` TensorFlow workers. One launch per engine
+Each engine runs in its own backend's suite run, in real processes on
+127.0.0.1: two torch ranks (DDP) started with the variables that
+`torch.distributed.run` sets, two `keras.distribution.initialize` JAX
+processes with gloo collectives, one JAX process with four CPU devices
+(`ModelParallel`), and two `MultiWorkerMirroredStrategy` TensorFlow
+workers. One launch per engine
 serves every test of that engine (module-scoped fixtures).
 """
 
@@ -15,6 +16,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import keras
 import numpy as np
@@ -47,10 +50,13 @@ def free_ports(count):
             s.close()
 
 
-def run_processes(commands, **env):
+def run_processes(commands, envs=None, **env):
     """Runs the commands at once, each in its own process group, and waits
-    for all of them (TIMEOUT s in all). Every group is killed at the end,
-    whatever happened, so no process outlives the test."""
+    for all of them (TIMEOUT s in all), or until one fails: its partners
+    would wait for it in a collective (as `torch.distributed.run` does,
+    the others are stopped then). Every group is killed at the end,
+    whatever happened, so no process outlives the test. `envs`: one dict of
+    variables per command, over `env`."""
     env = dict(
         os.environ,
         KERAS_REG_RNG="portable",
@@ -58,19 +64,29 @@ def run_processes(commands, **env):
         TF_CPP_MIN_LOG_LEVEL="3",
         **env,
     )
-    procs = [
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for command in commands
-    ]
+    logs = [tempfile.TemporaryFile() for _ in commands]
+    procs = []
     try:
-        outputs = [proc.communicate(timeout=TIMEOUT)[0] for proc in procs]
+        for command, own, log in zip(
+            commands, envs or [{}] * len(commands), logs, strict=True
+        ):
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env={**env, **own},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        deadline = time.monotonic() + TIMEOUT
+        codes = [None] * len(procs)
+        while time.monotonic() < deadline:
+            codes = [proc.poll() for proc in procs]
+            if None not in codes or any(codes):
+                break
+            time.sleep(0.1)
     finally:
         for proc in procs:
             try:
@@ -78,8 +94,15 @@ def run_processes(commands, **env):
             except ProcessLookupError:
                 pass
             proc.wait()
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output.decode(errors="replace")[-4000:]
+    outputs = []
+    for log in logs:
+        log.seek(0)
+        outputs.append(log.read().decode(errors="replace")[-4000:])
+        log.close()
+    for code, output in zip(codes, outputs, strict=True):
+        assert not code, output  # failed (the others were stopped)
+    for command, code, output in zip(commands, codes, outputs, strict=True):
+        assert code is not None, f"timed out after {TIMEOUT} s: {command}\n{output}"
 
 
 def worker(name):
@@ -110,22 +133,23 @@ def single_device_keep(layer, draws=1):
 
 @pytest.fixture(scope="module")
 def torch_ranks(tmp_path_factory):
+    """Two ranks, started as `torch.distributed.run` starts them: the
+    variables of `init_process_group`'s env:// rendezvous (rank 0 serves
+    its store on the port). Without the launcher itself, a third process
+    that imports torch to start and watch them (1.3 to 1.6 CPU s); the
+    ranks read nothing else it sets."""
     out = tmp_path_factory.mktemp("torch_ranks")
     (port,) = free_ports(1)
+    command = [sys.executable, worker("torch_distributed_worker.py"), str(out)]
     run_processes(
-        [
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes=1",
-                "--nproc_per_node=2",
-                "--master_addr=127.0.0.1",
-                f"--master_port={port}",
-                worker("torch_distributed_worker.py"),
-                str(out),
-            ]
-        ]
+        [command, command],
+        envs=[
+            dict(RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+            for rank in range(2)
+        ],
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE="2",
     )
     return [np.load(out / f"rank{rank}.npz") for rank in range(2)]
 

@@ -1,7 +1,8 @@
-"""One rank of a `torch.distributed` run, started by test_data_parallel.py:
+"""One rank of a `torch.distributed` run, started by test_data_parallel.py
+(twice, with RANK, WORLD_SIZE=2, MASTER_ADDR and MASTER_PORT, as
+`python -m torch.distributed.run --nproc_per_node 2` starts it):
 
-python -m torch.distributed.run --nproc_per_node 2 ... \
-    tests/torch_distributed_worker.py OUT_DIR
+python tests/torch_distributed_worker.py OUT_DIR
 
 Every rank seeds Keras alike (`keras.utils.set_random_seed(0)`, as users
 do), and writes OUT_DIR/rank{R}.npz with:
