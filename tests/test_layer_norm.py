@@ -286,7 +286,11 @@ def test_input_mask_is_shared_across_time_through_layer_norm(cell):
     # Identity kernel, no recurrence: output_t = LN(x_t * m). A constant
     # input gives the same output at every step only if m is shared.
     x = np.tile(np.arange(1.0, 5.0, dtype="float32"), (64, 10, 1))
-    rnn = keras.layers.RNN(cell(), return_sequences=True)
+    # Unrolled on JAX: each eager call compiled a scan (4 here); unrolled,
+    # each op compiles once, and each step calls the cell from Python, so a
+    # mask drawn per step would show (a scan traces its step once).
+    unroll = keras.backend.backend() == "jax"
+    rnn = keras.layers.RNN(cell(), return_sequences=True, unroll=unroll)
     y = to_numpy(rnn(x, training=True))
     np.testing.assert_allclose(y, np.repeat(y[:, :1], 10, axis=1), atol=1e-6)
     assert len({tuple(np.round(row, 4)) for row in y[:, 0]}) > 4  # per sample
