@@ -349,14 +349,17 @@ def test_mc_dropout_contexts_in_threads():
 
 
 def test_mc_dropout_switches_cells_in_sequence_layers_and_keras_rnns():
+    # Unrolled on JAX: each eager call compiled a scan per recurrent layer
+    # (12 here); unrolled, each op compiles once per shape.
+    unroll = keras.backend.backend() == "jax"
     inputs = keras.Input((5, 3))
     x = keras.layers.Bidirectional(
-        VariationalLSTM(4, dropout=0.5, recurrent_dropout=0.5, seed=1),
+        VariationalLSTM(4, dropout=0.5, recurrent_dropout=0.5, seed=1, unroll=unroll),
         merge_mode="concat",
     )(inputs)
-    y = keras.layers.RNN(LayerNormWrapper(VariationalGRUCell(4, dropout=0.5, seed=2)))(
-        inputs
-    )
+    y = keras.layers.RNN(
+        LayerNormWrapper(VariationalGRUCell(4, dropout=0.5, seed=2)), unroll=unroll
+    )(inputs)
     model = keras.Model(inputs, [x, y])
     data = _data(7, (6, 5, 3))
 
