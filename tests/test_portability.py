@@ -262,7 +262,8 @@ def _torch_compile_model():
     32 s here plus 30 to 50 s per dropout layer (Keras' torch backend
     breaks the graph in several places): 150 to 176 s for the five. The
     other four were compiled and trained by hand (README, "Backends and
-    precision")."""
+    precision"). The one test of inductor's code generation in a torch
+    run: the execution matrix's torch.compile runs "aot_eager"."""
     inputs = keras.Input((6,), dtype="int32")
     x = keras.layers.Embedding(50, 8)(inputs)
     x = keras.layers.Flatten()(x)
