@@ -90,8 +90,9 @@ class VariationalCell(Stochastic):
     # are drawn before the loop (so it stays stateless and traces under
     # JAX), only if the call trains, and dropped after it. Outside any
     # Keras call (the RNN's `call` run directly, as `stateless_call` runs
-    # it) only the steps learn `training`: the masks are drawn, and the
-    # steps apply them if they train, as Keras' own cells do.
+    # it) only the steps learn `training`: the masks are drawn (the stream
+    # moves, training or not), and the steps apply them if they train, as
+    # Keras' own cells do.
     def get_dropout_mask(self, step_input):
         outside = not _keras_private.call_in_progress()
         masks = _masks.NONE
