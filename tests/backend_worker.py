@@ -35,37 +35,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras_reg  # noqa: E402
 from keras_reg import layers  # noqa: E402
 from tests import zoo  # noqa: E402
+from tests.training_call import training_call as _training_call  # noqa: E402
 
 
 def training_call(layer, x):
-    """`layer(x, training=True)` as NumPy. On JAX through one `jax.jit` of
-    the layer's `stateless_call` per layer, its random state passed in and
-    written back (the stream moves as an eager call moves it): an eager
-    call compiles each operation, and a recurrent layer's scan, at every
-    call (the eight recurrent layers' two calls: 9.5 CPU s eager, 6.0
-    jitted; the dropout family's three: 5.3 against 2.4). The layers here
-    never change between calls, so one trace serves them all. (The
-    suite's own runs compare eager and compiled calls.)"""
-    if keras.backend.backend() != "jax":
-        return keras.ops.convert_to_numpy(layer(x, training=True))
-    import jax
-
-    if layer not in _JITTED:
-        if not layer.built:
-            layer.build(keras.tree.map_structure(lambda a: a.shape, x))
-        _JITTED[layer] = jax.jit(
-            lambda trainable, state, x: layer.stateless_call(
-                trainable, state, x, training=True
-            )
-        )
-    y, state = _JITTED[layer](
-        [v.value for v in layer.trainable_variables],
-        [v.value for v in layer.non_trainable_variables],
-        x,
-    )
-    for variable, value in zip(layer.non_trainable_variables, state, strict=True):
-        variable.assign(value)
-    return keras.ops.convert_to_numpy(y)
+    """`layer(x, training=True)` as NumPy. On JAX one `jax.jit` of the
+    layer's `stateless_call` per layer (`tests.training_call`, its state
+    written back): an eager call compiles each operation, and a recurrent
+    layer's scan, at every call (the eight recurrent layers' two calls:
+    9.5 CPU s eager, 6.0 jitted; the dropout family's three: 5.3 against
+    2.4). The layers here never change between calls. (The suite's own
+    runs compare eager and compiled calls.)"""
+    return _training_call(layer, x, cache=_JITTED)
 
 
 _JITTED = {}
