@@ -118,6 +118,47 @@ def test_a_keras_rnn_run_outside_any_keras_call_trains_with_the_calls_masks(name
                 np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
 
 
+@pytest.mark.parametrize(
+    "cell",
+    [
+        lambda: VariationalLSTMCell(3, zoneout=0.3, seed=7),
+        lambda: layers.VariationalGRUCell(
+            3, dropout=0.3, share_input_mask=False, seed=7
+        ),
+        lambda: layers.LayerNormWrapper(
+            VariationalLSTMCell(3, zoneout=0.3, dropout=0.3, seed=7)
+        ),
+    ],
+    ids=["zoneout", "share_input_mask=False", "LayerNormWrapper"],
+)
+def test_per_step_masks_outside_any_keras_call_are_refused_only_in_training(cell):
+    # As inside a Keras call: inference runs (zoneout is its expectation,
+    # the input unmasked) and training refuses the masks the RNN cannot give.
+    rnn = keras.layers.RNN(cell(), return_sequences=True)
+    x = np.random.default_rng(0).normal(size=(4, 5, 2)).astype("float32")
+    rnn.build(x.shape)
+    trainable = [v.value for v in rnn.trainable_variables]
+    start = [keras.ops.convert_to_numpy(v.value) for v in rnn.non_trainable_variables]
+    inference = keras.ops.convert_to_numpy(rnn(x, training=False))
+
+    def stateless(training):
+        return rnn.stateless_call(
+            trainable,
+            [keras.ops.convert_to_tensor(v) for v in start],
+            keras.ops.convert_to_tensor(x),
+            training=training,
+        )
+
+    got, states = stateless(False)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(got), inference, rtol=1e-6, atol=1e-6
+    )
+    for a, b in zip(states, start, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
+    with pytest.raises(ValueError, match="draws a fresh mask at every step"):
+        stateless(True)
+
+
 def test_untrack_leaves_no_keras_seed_generator_in_a_cell():
     cell = VariationalLSTMCell(3, dropout=0.5)
     layer = VariationalLSTM(3, dropout=0.5)

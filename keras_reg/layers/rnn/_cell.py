@@ -92,11 +92,13 @@ class VariationalCell(Stochastic):
     # Keras call (the RNN's `call` run directly, as `stateless_call` runs
     # it) only the steps learn `training`: the masks are drawn (the stream
     # moves, training or not), and the steps apply them if they train, as
-    # Keras' own cells do.
+    # Keras' own cells do. Per-step masks, which the RNN cannot give, are
+    # refused there by a step that trains: inference runs without them.
     def get_dropout_mask(self, step_input):
         outside = not _keras_private.call_in_progress()
         masks = _masks.NONE
-        if sampling(outside or _keras_private.call_training(), self):
+        drawn = sampling(outside or _keras_private.call_training(), self)
+        if drawn and not (outside and _masks.per_step(self)):
             batch, features = ops.shape(step_input)[0], ops.shape(step_input)[-1]
             masks = _masks.draw(self, batch, features, self.compute_dtype)
         object.__setattr__(self, "_rnn_masks", masks)
@@ -129,8 +131,11 @@ class VariationalCell(Stochastic):
             if masks.zoneout is not None:
                 keep_new = masks.zoneout[0]
         else:
-            if self._rnn_masks_if_training and not sampling(training, self):
-                masks = _masks.NONE
+            if self._rnn_masks_if_training:
+                if not sampling(training, self):
+                    masks = _masks.NONE
+                else:
+                    _masks.refuse_per_step(self)
             input_mask = masks.input
         xw = self._project(inputs, input_mask)
         kernel = self.recurrent_kernel

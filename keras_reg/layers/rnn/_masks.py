@@ -93,19 +93,26 @@ def _shared(cell, name, shape, dtype):
     return _scaled(cell, name, keep, dtype)
 
 
-def draw(cell, batch, features, dtype, steps=None):
-    """Every mask of one training call of `cell`.
-
-    `steps=None` (inside `keras.layers.RNN`, which passes no step index)
-    refuses the per-step masks with a `ValueError`.
-    """
-    if steps is None and per_step(cell):
+def refuse_per_step(cell):
+    """Raises the `ValueError` of `cell`'s per-step masks inside
+    `keras.layers.RNN`, if it draws any."""
+    if per_step(cell):
         raise ValueError(
             f"{type(cell).__name__} with zoneout or share_input_mask=False draws "
             "a fresh mask at every step, which `keras.layers.RNN` cannot give "
             "a cell (it passes no step index). Use the keras_reg sequence "
             "layer instead, e.g. `keras_reg.layers.VariationalLSTM`."
         )
+
+
+def draw(cell, batch, features, dtype, steps=None):
+    """Every mask of one training call of `cell`.
+
+    `steps=None` (inside `keras.layers.RNN`, which passes no step index)
+    refuses the per-step masks with a `ValueError`.
+    """
+    if steps is None:
+        refuse_per_step(cell)
     active = cell._active
     gates = cell._gates if cell.per_gate_masks else 1
     masks = {}
