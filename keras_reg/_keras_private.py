@@ -52,6 +52,12 @@ so a change shows up as one failing test, not as silently wrong masks.
   leaves, or a dict of them for a model built on a dict of inputs), and
   each `InputLayer`'s `batch_shape` and `dtype`.
 
+- `rematerialized(layer)`: the `keras.RematScope` mode under which Keras
+  may recompute `layer`'s call in the backward pass, or None. Keras 3.9+
+  records the scope active at construction in `layer._remat_mode` (a
+  `RematMode` with `mode` and `layer_names`); "activations" recomputes
+  only a layer's `activation`, "list_of_layers" only the layers named.
+
 - `is_applications_stochastic_depth(layer)`: whether a layer is the
   `StochasticDepth` that `keras.applications`' ConvNeXt defines in its own
   module and does not export (`keras.src.applications.convnext` in every
@@ -106,6 +112,18 @@ def call_in_progress():
     from keras.src.backend.common import global_state
 
     return global_state.get_global_attribute("current_call_ctx") is not None
+
+
+def rematerialized(layer):
+    """The `keras.RematScope` mode that may recompute `layer`'s call in the
+    backward pass ("full", "larger_than", "list_of_layers"), or None."""
+    remat = getattr(layer, "_remat_mode", None)
+    mode = getattr(remat, "mode", None)
+    if mode in (None, "activations"):
+        return None
+    if mode == "list_of_layers" and layer.name not in remat.layer_names:
+        return None
+    return mode
 
 
 def untrack(layer, generator):

@@ -159,6 +159,44 @@ def test_per_step_masks_outside_any_keras_call_are_refused_only_in_training(cell
         stateless(True)
 
 
+_RANDOM_LAYERS = {
+    "InvertedDropout": lambda name: layers.InvertedDropout(0.5, name=name),
+    "DropBlock2D": lambda name: layers.DropBlock2D(0.2, 3, name=name),
+    "VariationalGRUCell": lambda name: layers.VariationalGRUCell(
+        3, dropout=0.2, name=name
+    ),
+}
+
+
+@pytest.mark.skipif(
+    not hasattr(keras, "RematScope"), reason="keras.RematScope is Keras 3.9+"
+)
+@pytest.mark.parametrize("kind", sorted(_RANDOM_LAYERS))
+def test_a_random_layer_refuses_a_remat_scope_that_would_recompute_it(kind):
+    # On torch and TensorFlow the recomputation in the backward pass drew
+    # new masks from the stream the forward pass had moved: gradients not
+    # those of the forward pass, silently (Keras' own Dropout too).
+    refused = [
+        dict(mode="full"),
+        dict(mode="larger_than", output_size_threshold=1),
+        dict(mode="list_of_layers", layer_names=["drop"]),
+    ]
+    allowed = [
+        dict(mode="activations"),
+        dict(mode="list_of_layers", layer_names=["other"]),
+        dict(mode=None),
+    ]
+    for settings in refused:
+        with keras.RematScope(**settings):
+            with pytest.raises(ValueError, match=repr(settings["mode"])):
+                _RANDOM_LAYERS[kind]("drop")
+    for settings in allowed:
+        with keras.RematScope(**settings):
+            layer = _RANDOM_LAYERS[kind]("drop")
+        assert _keras_private.rematerialized(layer) is None, settings
+    assert _keras_private.rematerialized(_RANDOM_LAYERS[kind]("drop")) is None
+
+
 def test_untrack_leaves_no_keras_seed_generator_in_a_cell():
     cell = VariationalLSTMCell(3, dropout=0.5)
     layer = VariationalLSTM(3, dropout=0.5)

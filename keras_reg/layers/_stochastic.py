@@ -125,6 +125,21 @@ class Stochastic:
         # here lives in the random state, which is saved with the weights, so
         # a reloaded layer continues this stream exactly.
         self.seed = check_seed(seed)
+        remat = _keras_private.rematerialized(self)
+        if remat is not None:
+            # torch's checkpoint and TensorFlow's recompute_grad run `call`
+            # again in the backward pass, from the stream the forward pass
+            # moved: new masks, gradients not the forward pass's (measured,
+            # as with Keras' own Dropout); JAX fails to trace it.
+            raise ValueError(
+                f"{type(self).__name__} `{self.name}` was built inside "
+                f"`keras.RematScope(mode={remat!r})`: on torch and "
+                "TensorFlow the backward pass would run its call again and "
+                "draw new masks, so its gradients would not be those of the "
+                "forward pass (on JAX, Keras fails to trace it). Build "
+                "keras_reg's random layers outside the scope, or give the "
+                "scope mode='list_of_layers' without them."
+            )
         drawn = _random.new_seed() if self.seed is None else self.seed
         replaced = self.__dict__.get("seed_generator")
         # A unique scope, as Keras' own seed generators have: two cells of
