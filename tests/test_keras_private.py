@@ -118,6 +118,31 @@ def test_a_keras_rnn_run_outside_any_keras_call_trains_with_the_calls_masks(name
                 np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
 
 
+@pytest.mark.parametrize("name", sorted(_stateless_rnns()))
+def test_a_keras_rnn_called_directly_in_inference_inside_a_training_call(name):
+    # A layer may run a sublayer's `call` with training=False inside a
+    # training call (a frozen part). The call in progress trains, so the
+    # cell draws its masks, but Keras passes the steps the RNN's own
+    # `training`, and Keras' cells follow it; ours applied the masks.
+    rnn = keras.layers.RNN(_stateless_rnns()[name], return_sequences=True)
+
+    class Frozen(keras.layers.Layer):
+        def call(self, x, training=None):
+            return rnn.call(x, training=False)
+
+    x = np.random.default_rng(0).normal(size=(4, 5, 2)).astype("float32")
+    inference = keras.ops.convert_to_numpy(rnn(x, training=False))
+    assert not np.array_equal(
+        keras.ops.convert_to_numpy(rnn(x, training=True)), inference
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(Frozen()(x, training=True)),
+        inference,
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
 @pytest.mark.parametrize(
     "cell",
     [

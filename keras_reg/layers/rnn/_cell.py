@@ -74,7 +74,6 @@ class VariationalCell(Stochastic):
         # The masks of the `keras.layers.RNN` call in progress (Keras'
         # `DropoutRNNCell` protocol); None outside such a call.
         object.__setattr__(self, "_rnn_masks", None)
-        object.__setattr__(self, "_rnn_masks_if_training", False)
         self._init_random(seed)
 
     def _check_rate_change(self, name, value):
@@ -91,9 +90,10 @@ class VariationalCell(Stochastic):
     # JAX), only if the call trains, and dropped after it. Outside any
     # Keras call (the RNN's `call` run directly, as `stateless_call` runs
     # it) only the steps learn `training`: the masks are drawn (the stream
-    # moves, training or not), and the steps apply them if they train, as
-    # Keras' own cells do. Per-step masks, which the RNN cannot give, are
-    # refused there by a step that trains: inference runs without them.
+    # moves, training or not). Either way a step applies them only if its
+    # own `training` says it trains, as Keras' own cells do. Per-step
+    # masks, which the RNN cannot give, are refused by a step that trains:
+    # inference runs without them.
     def get_dropout_mask(self, step_input):
         outside = not _keras_private.call_in_progress()
         masks = _masks.NONE
@@ -102,7 +102,6 @@ class VariationalCell(Stochastic):
             batch, features = ops.shape(step_input)[0], ops.shape(step_input)[-1]
             masks = _masks.draw(self, batch, features, self.compute_dtype)
         object.__setattr__(self, "_rnn_masks", masks)
-        object.__setattr__(self, "_rnn_masks_if_training", outside)
         return None
 
     def get_recurrent_dropout_mask(self, step_input):
@@ -131,11 +130,10 @@ class VariationalCell(Stochastic):
             if masks.zoneout is not None:
                 keep_new = masks.zoneout[0]
         else:
-            if self._rnn_masks_if_training:
-                if not sampling(training, self):
-                    masks = _masks.NONE
-                else:
-                    _masks.refuse_per_step(self)
+            if sampling(training, self):
+                _masks.refuse_per_step(self)
+            else:
+                masks = _masks.NONE
             input_mask = masks.input
         xw = self._project(inputs, input_mask)
         kernel = self.recurrent_kernel
