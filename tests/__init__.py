@@ -13,14 +13,14 @@ def _tensorflow_when_imported():
     it serializes any layer (`isinstance(obj, tf.TensorShape)` in
     `serialize_keras_object`) and in `keras.utils.set_random_seed` (to
     seed it), and that question imports TensorFlow: about 2 CPU seconds in
-    every process that saves a model or sets the global seed, some twenty
-    processes in a `make test` run. Here Keras counts TensorFlow as
-    available once something has imported it. No TensorFlow object
-    (a `TensorShape`, a `tf.data.Dataset`) can exist before that, so every
-    `isinstance` answer is the same, and a test that uses TensorFlow
-    imports it first; `set_random_seed` then leaves an unimported
-    TensorFlow unseeded, as on a machine without it (`make test-oldest`).
-    TensorFlow's own run is untouched.
+    every process that saves a model or sets the global seed (some twenty
+    processes in a `make test` run, by the test layout; not counted).
+    Here Keras counts TensorFlow as available once something has imported
+    it. No TensorFlow object (a `TensorShape`, a `tf.data.Dataset`) can
+    exist before that, so every `isinstance` answer is the same, and a
+    test that uses TensorFlow imports it first; `set_random_seed` then
+    leaves an unimported TensorFlow unseeded, as on a machine without it
+    (`make test-oldest`). TensorFlow's own run is untouched.
     """
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         return
